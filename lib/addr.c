@@ -1,0 +1,2 @@
+/* addr.c - placeholder, being written */
+#include "addr.h"

@@ -1,0 +1,2 @@
+/* engine.c - placeholder, being written */
+#include "engine.h"

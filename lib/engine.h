@@ -1,0 +1,71 @@
+/*
+ * engine.h - the daemon-wide state: the current config and policy
+ * snapshot, swapped atomically and released by reference count, and the
+ * watcher thread that reloads the policy when the database changes.
+ *
+ * A snapshot pairs one config with the policy read under it.  Sessions
+ * pin a snapshot when a transaction starts (ag_engine_acquire) and let go
+ * when it ends (ag_snapshot_release): a reload never changes the rules
+ * under a transaction in flight.
+ *
+ * Database trouble never stops the daemon: when the policy cannot be
+ * read, the snapshot keeps the last good policy (if any) and records the
+ * error; with no policy at all, sessions answer with On-DatabaseError.
+ * The watcher retries every PolicyCheckInterval seconds.
+ *
+ * Thread safety: every function may be called from any thread.
+ */
+#ifndef AG_ENGINE_H
+#define AG_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "policy.h"
+#include "status.h"
+
+struct ag_snapshot {
+	struct ag_config *cfg;		/* never NULL */
+	struct ag_policy *policy;	/* NULL: database unavailable */
+	bool policy_stale;		/* policy is the last good one, db failing */
+	char dberr[256];		/* why the database failed, or "" */
+	uint64_t generation;		/* increases with every swap */
+};
+
+struct ag_engine;
+
+/*
+ * Create an engine for CFG (a reference is taken).  Opens (and creates,
+ * with CREATE set) the database and loads the first policy; a database
+ * failure is logged and kept in the snapshot, not returned: the daemon
+ * must start and answer.  Returns AG_NOMEM only.
+ */
+ag_status ag_engine_new(struct ag_config *cfg, bool create,
+    struct ag_engine **out);
+
+/* Start the watcher thread (policy reload on database change). */
+ag_status ag_engine_start(struct ag_engine *e);
+
+/* Stop the watcher and free everything; snapshots still held stay valid
+ * until released. NULL is fine. */
+void ag_engine_free(struct ag_engine *e);
+
+/*
+ * Replace the config (SIGHUP): the database is reopened if its path
+ * changed, the policy re-read, and a new snapshot published.  CFG gets a
+ * new reference.
+ */
+void ag_engine_reload(struct ag_engine *e, struct ag_config *cfg);
+
+/* Re-read the policy now if the database changed (or FORCE). */
+void ag_engine_refresh(struct ag_engine *e, bool force);
+
+/* Pin the current snapshot; never NULL. */
+const struct ag_snapshot *ag_engine_acquire(struct ag_engine *e);
+void ag_snapshot_release(const struct ag_snapshot *s);	/* NULL is fine */
+
+/* Number of swaps so far (for tests and logs). */
+uint64_t ag_engine_generation(struct ag_engine *e);
+
+#endif

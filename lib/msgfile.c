@@ -1,0 +1,2 @@
+/* msgfile.c - placeholder, being written */
+#include "msgfile.h"

@@ -1,0 +1,3 @@
+#ifndef AG_MSGFILE_H
+#define AG_MSGFILE_H
+#endif

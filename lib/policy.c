@@ -1,0 +1,2 @@
+/* policy.c - placeholder, being written */
+#include "policy.h"

@@ -1,0 +1,131 @@
+/*
+ * policy.h - the rule model and matching a transaction against it.
+ *
+ * A rule has conditions (matches) and settings (limits and actions).
+ * Conditions: each --match FIELD=VALUE is one condition; conditions on
+ * different fields must all hold (AND); several values for the same field
+ * are alternatives (OR).  A rule with no conditions matches everything
+ * (a default rule).
+ *
+ * Precedence: rules are ordered by priority (lower number first), then id
+ * (older first).  For each setting, the first enabled matching rule that
+ * sets it decides (so a narrow rule at priority 10 sets max-size while the
+ * default rule at priority 1000 still provides max-rcpts).  Later issues
+ * add settings (rate limits, SPF/DKIM actions) that follow the same rule,
+ * except rate limits, which layer: every matching rule's limits apply,
+ * down to an --exempt rule.
+ *
+ * Recipient conditions (rcpt, rcpt-domain) are known only per recipient:
+ * when a transaction is evaluated without a recipient, rules with such
+ * conditions are skipped.
+ *
+ * A struct ag_policy is an immutable snapshot built from the store;
+ * evaluation only reads it and is thread-safe.
+ */
+#ifndef AG_POLICY_H
+#define AG_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "status.h"
+
+#define AG_PRIORITY_DEFAULT 100
+
+enum ag_field {
+	AG_F_CLIENT = 0,	/* IP or CIDR */
+	AG_F_HELO,		/* domain, ".suffix" for subdomains */
+	AG_F_SENDER,		/* full address, case-insensitive */
+	AG_F_SENDER_DOMAIN,	/* domain, ".suffix" for subdomains */
+	AG_F_SASL_USER,		/* exact */
+	AG_F_RCPT,		/* full address, case-insensitive */
+	AG_F_RCPT_DOMAIN,	/* domain, ".suffix" for subdomains */
+	AG_F_TRUSTED,		/* yes|no: client in TrustedNetworks */
+	AG_F_AUTHENTICATED,	/* yes|no: SASL-authenticated client */
+	AG_F_COUNT
+};
+
+/* Field names as written on the command line and stored in SQLite. */
+const char *ag_field_name(enum ag_field f);
+int ag_field_parse(const char *name, enum ag_field *out); /* 0 or -1 */
+
+struct ag_match {
+	enum ag_field field;
+	char *value;		/* as stored (normalized) */
+	struct ag_cidr cidr;	/* parsed, for AG_F_CLIENT */
+	bool yes;		/* parsed, for TRUSTED/AUTHENTICATED */
+};
+
+/*
+ * Validate and normalize a condition value for FIELD: CIDR syntax,
+ * domain syntax (lower-cased), yes/no.  Writes the normalized text into
+ * OUT.  Returns AG_OK or AG_INVALID with a message in ERR.
+ */
+ag_status ag_match_normalize(enum ag_field f, const char *value,
+    char *out, size_t outsz, char *err, size_t errlen);
+
+#define AG_LIMIT_UNSET (-1)
+
+struct ag_rule {
+	int64_t id;
+	int priority;
+	bool enabled;
+	bool dry_run;		/* decide and log, do not enforce */
+	char *comment;
+	size_t nmatch;
+	struct ag_match *match;
+	/* settings; AG_LIMIT_UNSET when the rule does not set them */
+	int64_t max_size;	/* bytes */
+	int64_t max_rcpts;	/* recipients per message */
+};
+
+/* The facts a transaction presents to the rules. */
+struct ag_facts {
+	const struct ag_ip *client;	/* NULL: unknown (unix socket) */
+	const char *helo;		/* normalized or NULL */
+	const struct ag_mailaddr *sender; /* NULL before MAIL FROM */
+	const char *sasl_user;		/* NULL: not authenticated */
+	bool trusted;
+	const struct ag_mailaddr *rcpt;	/* NULL: transaction-level */
+};
+
+/* Which rule set each setting, and its value. */
+struct ag_setting {
+	int64_t value;		/* AG_LIMIT_UNSET when no rule sets it */
+	int64_t rule_id;
+	bool dry_run;
+};
+
+struct ag_eval {
+	struct ag_setting max_size;
+	struct ag_setting max_rcpts;
+	size_t nmatched;	/* number of rules that matched */
+};
+
+struct ag_policy;
+
+/*
+ * Build a snapshot from NRULES rules.  Takes ownership of the array and
+ * every rule in it (freed by ag_policy_free, also on error).  Disabled
+ * rules are kept (for listing) but never match.
+ */
+ag_status ag_policy_new(struct ag_rule *rules, size_t nrules,
+    struct ag_policy **out);
+void ag_policy_free(struct ag_policy *p);	/* NULL is fine */
+
+size_t ag_policy_count(const struct ag_policy *p);
+const struct ag_rule *ag_policy_rule(const struct ag_policy *p, size_t i);
+
+/* Does RULE match FACTS (ignoring enabled)? */
+bool ag_rule_matches(const struct ag_rule *r, const struct ag_facts *f);
+
+/* Evaluate FACTS against every enabled rule, in precedence order. */
+void ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
+    struct ag_eval *out);
+
+/* Free the contents of one rule (not the struct itself). */
+void ag_rule_clear(struct ag_rule *r);
+
+#endif

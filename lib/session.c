@@ -1,0 +1,2 @@
+/* session.c - placeholder, being written */
+#include "session.h"

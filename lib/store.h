@@ -1,0 +1,67 @@
+/*
+ * store.h - the SQLite policy store: schema, numbered migrations under
+ * PRAGMA user_version, rule CRUD for authgatectl, and loading a policy
+ * snapshot for the daemon.
+ *
+ * All SQL uses prepared statements with bound parameters.  A store handle
+ * wraps one sqlite3 connection and must be used by one thread at a time.
+ * Errors: every function returns a status; the detail text is kept in the
+ * handle (ag_store_errstr) until the next call.
+ *   AG_TEMPFAIL  database busy/locked past the timeout, or I/O error
+ *   AG_PERMFAIL  corrupt, not a database, read-only when a write is needed,
+ *                schema newer than this program
+ *   AG_NOTFOUND  no such rule
+ *   AG_INVALID   bad argument
+ */
+#ifndef AG_STORE_H
+#define AG_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "policy.h"
+#include "status.h"
+
+/* The schema version this program writes (PRAGMA user_version). */
+#define AG_STORE_SCHEMA_VERSION 1
+
+enum {
+	AG_STORE_CREATE = 1 << 0,	/* create file and schema if missing */
+	AG_STORE_READONLY = 1 << 1	/* open read-only; never migrate */
+};
+
+struct ag_store;
+
+/*
+ * Open PATH.  With AG_STORE_CREATE the file is created and migrated to
+ * the current schema; an older schema is migrated in one transaction.  A
+ * file that cannot be written but already has the current schema opens
+ * read-only (ag_store_is_readonly()).  TIMEOUT_MS bounds waits for locks.
+ * On failure *OUT is still set (for ag_store_errstr) unless out of memory,
+ * and must be closed.
+ */
+ag_status ag_store_open(const char *path, int flags, int timeout_ms,
+    struct ag_store **out);
+void ag_store_close(struct ag_store *s);		/* NULL is fine */
+const char *ag_store_errstr(const struct ag_store *s);
+bool ag_store_is_readonly(const struct ag_store *s);
+
+/*
+ * PRAGMA data_version: changes whenever another connection commits a
+ * change to the file.  Cheap; used to pick up rule changes live.
+ */
+ag_status ag_store_data_version(struct ag_store *s, int64_t *out);
+
+/* Read every rule (enabled or not) into a new policy snapshot. */
+ag_status ag_store_load_policy(struct ag_store *s, struct ag_policy **out);
+
+/*
+ * Insert RULE (its id is ignored) with its matches; the new id is stored
+ * in *ID.  Values are normalized with ag_match_normalize first.
+ */
+ag_status ag_store_rule_add(struct ag_store *s, const struct ag_rule *rule,
+    int64_t *id);
+ag_status ag_store_rule_del(struct ag_store *s, int64_t id);
+ag_status ag_store_rule_set_enabled(struct ag_store *s, int64_t id, bool on);
+
+#endif

@@ -1,0 +1,2 @@
+/* verdict.c - placeholder, being written */
+#include "verdict.h"
