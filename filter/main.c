@@ -1,2 +1,543 @@
-/* placeholder */
-int main(void){return 0;}
+/*
+ * main.c - authgate: arguments, config, socket, privileges, signals and
+ * the life of the process around smfi_main().
+ *
+ * Signals: libmilter starts a thread that sigwait()s for SIGHUP, SIGTERM
+ * and SIGINT and stops the filter on any of them; it blocks those signals
+ * in the thread that calls smfi_main() and every thread made after.  We
+ * therefore run smfi_main() in a thread of its own and keep the signals
+ * unblocked, with handlers, in the main thread only.  Linux gives a
+ * process-directed signal to the main thread first when it does not block
+ * it, so SIGHUP reloads instead of stopping.  SIGTERM/SIGINT stop the
+ * listener with smfi_stop(); connections in flight are given time to end.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "milter.h"
+#include "offline.h"
+
+/* How long a stop waits for connections in flight (seconds). */
+#define AG_STOP_GRACE 15
+
+static int sigpipe[2] = { -1, -1 };
+
+struct opts {
+	const char *conffile;
+	bool conf_given;
+	bool foreground;
+	bool check_only;
+	const char *socket;
+	struct ag_offline offline;
+	bool offline_mode;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: authgate [-c FILE] [-f] [-n] [-p SOCKET] [-V]\n"
+	    "       authgate [-c FILE] --test-message FILE --client-ip IP "
+	    "--helo NAME\n"
+	    "                --mail-from ADDR --rcpt ADDR [--rcpt ADDR]... "
+	    "[--auth USER]\n");
+}
+
+/* Parse the command line into O; exits on bad usage. */
+static void
+parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "test-message", required_argument, NULL, 'T' },
+		{ "client-ip", required_argument, NULL, 'I' },
+		{ "helo", required_argument, NULL, 'H' },
+		{ "mail-from", required_argument, NULL, 'M' },
+		{ "rcpt", required_argument, NULL, 'R' },
+		{ "auth", required_argument, NULL, 'A' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->conffile = AG_CONFIG_DEFAULT_FILE;
+	while ((ch = getopt_long(argc, argv, "c:fnp:Vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->conffile = optarg;
+			o->conf_given = true;
+			break;
+		case 'f':
+			o->foreground = true;
+			break;
+		case 'n':
+			o->check_only = true;
+			break;
+		case 'p':
+			o->socket = optarg;
+			break;
+		case 'V':
+			printf("authgate %s\n", PACKAGE_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'T':
+			o->offline_mode = true;
+			o->offline.message = optarg;
+			break;
+		case 'I':
+			o->offline.client_ip = optarg;
+			break;
+		case 'H':
+			o->offline.helo = optarg;
+			break;
+		case 'M':
+			o->offline.mail_from = optarg;
+			break;
+		case 'R':
+			if (o->offline.nrcpt >= AG_OFFLINE_MAX_RCPT) {
+				fprintf(stderr, "authgate: too many --rcpt\n");
+				exit(2);
+			}
+			o->offline.rcpt[o->offline.nrcpt++] = optarg;
+			break;
+		case 'A':
+			o->offline.auth = optarg;
+			break;
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "authgate: unexpected argument: %s\n", argv[optind]);
+		usage(stderr);
+		exit(2);
+	}
+}
+
+/* Load the config: the named file, or the default file if it exists,
+ * or the embedded defaults.  Errors go to ERR. */
+static struct ag_config *
+load_config(const struct opts *o, char *err, size_t errlen)
+{
+	struct ag_config *cfg = NULL;
+	const char *file = o->conffile;
+
+	if (!o->conf_given && access(file, F_OK) != 0) {
+		file = NULL;	/* no file at all: embedded defaults */
+	}
+	if (ag_config_load(file, &cfg, err, errlen) != AG_OK) {
+		return NULL;
+	}
+	return cfg;
+}
+
+/* Resolve UserID ("user" or "user:group"). */
+static int
+lookup_user(const char *spec, uid_t *uid, gid_t *gid, char *name, size_t namesz)
+{
+	char buf[256];
+	char *colon;
+	struct passwd *pw;
+
+	snprintf(buf, sizeof(buf), "%s", spec);
+	colon = strchr(buf, ':');
+	if (colon != NULL) {
+		*colon++ = '\0';
+	}
+	pw = getpwnam(buf);
+	if (pw == NULL) {
+		ag_log_err("UserID: no such user: %s", buf);
+		return -1;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	snprintf(name, namesz, "%s", pw->pw_name);
+	if (colon != NULL) {
+		struct group *gr = getgrnam(colon);
+
+		if (gr == NULL) {
+			ag_log_err("UserID: no such group: %s", colon);
+			return -1;
+		}
+		*gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+/* Make DIR (one level) if missing, owned by UID/GID when running as root. */
+static void
+ensure_dir(const char *path, bool chown_it, uid_t uid, gid_t gid)
+{
+	char dir[4096];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir) {
+		return;
+	}
+	*slash = '\0';
+	if (mkdir(dir, 0750) == 0) {
+		if (chown_it && chown(dir, uid, gid) != 0) {
+			ag_log_warning("cannot chown %s: %s", dir, strerror(errno));
+		}
+	} else if (errno != EEXIST) {
+		ag_log_warning("cannot create %s: %s", dir, strerror(errno));
+	}
+}
+
+/* The path of a unix socket spec, or NULL for inet sockets. */
+static const char *
+socket_path(const char *spec)
+{
+	if (strncmp(spec, "unix:", 5) == 0) {
+		return spec + 5;
+	}
+	if (strncmp(spec, "local:", 6) == 0) {
+		return spec + 6;
+	}
+	return spec[0] == '/' ? spec : NULL;
+}
+
+static void
+on_signal(int sig)
+{
+	unsigned char b = (unsigned char)sig;
+	int saved = errno;
+
+	if (write(sigpipe[1], &b, 1) < 0) {
+		/* nothing to do: the pipe is full, a wakeup is pending */
+	}
+	errno = saved;
+}
+
+/* Install the handlers of the main thread. */
+static int
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe(sigpipe) != 0) {
+		return -1;
+	}
+	fcntl(sigpipe[0], F_SETFD, FD_CLOEXEC);
+	fcntl(sigpipe[1], F_SETFD, FD_CLOEXEC);
+	fcntl(sigpipe[1], F_SETFL, O_NONBLOCK);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static void *
+milter_thread(void *arg)
+{
+	int *rc = arg;
+
+	*rc = smfi_main();
+	on_signal(0);		/* wake the main thread: smfi_main returned */
+	return NULL;
+}
+
+/* Reload the config file on SIGHUP; keep the old one on any error. */
+static void
+reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
+{
+	char err[512];
+	struct ag_config *cfg = load_config(o, err, sizeof(err));
+
+	if (cfg == NULL) {
+		ag_log_err("reload failed, keeping the running config: %s", err);
+		return;
+	}
+	if (strcmp(cfg->socket, (*cur)->socket) != 0 ||
+	    ((cfg->user_id == NULL) != ((*cur)->user_id == NULL)) ||
+	    (cfg->user_id != NULL && strcmp(cfg->user_id, (*cur)->user_id) != 0)) {
+		ag_log_notice("reload: Socket and UserID changes take effect "
+		    "at the next restart");
+	}
+	ag_log_set_level(cfg->log_level);
+	ag_log_set_facility(cfg->log_facility);
+	ag_engine_reload(e, cfg);
+	ag_config_unref(*cur);
+	*cur = cfg;
+	ag_log_info("configuration reloaded (generation %llu)",
+	    (unsigned long long)ag_engine_generation(e));
+}
+
+/* Become a daemon: fork, new session, stdio to /dev/null. */
+static int
+daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0) {
+		return -1;
+	}
+	if (pid > 0) {
+		_exit(0);
+	}
+	if (setsid() < 0) {
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		return -1;
+	}
+	if (pid > 0) {
+		_exit(0);
+	}
+	if (chdir("/") != 0) {
+		return -1;
+	}
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2) {
+			close(fd);
+		}
+	}
+	return 0;
+}
+
+/* Write the pid file; 0 or -1. */
+static int
+write_pidfile(const char *path)
+{
+	FILE *fp;
+
+	fp = fopen(path, "w");
+	if (fp == NULL) {
+		ag_log_err("cannot write pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(fp, "%ld\n", (long)getpid());
+	return fclose(fp) == 0 ? 0 : -1;
+}
+
+/* Bind the socket and drop privileges; exits on failure (start-up only). */
+static void
+open_socket_and_drop(const struct ag_config *cfg, const char *sock)
+{
+	uid_t uid = 0;
+	gid_t gid = 0;
+	char user[256] = "";
+	bool drop = cfg->user_id != NULL && geteuid() == 0;
+	const char *path = socket_path(sock);
+
+	if (drop && lookup_user(cfg->user_id, &uid, &gid, user, sizeof(user)) != 0) {
+		exit(1);
+	}
+	if (path != NULL) {
+		ensure_dir(path, drop, uid, gid);
+	}
+	ensure_dir(cfg->database, drop, uid, gid);
+	if (smfi_setconn((char *)(uintptr_t)sock) != MI_SUCCESS) {
+		ag_log_err("invalid socket %s", sock);
+		exit(1);
+	}
+	if (ag_milter_register() != 0) {
+		ag_log_err("cannot register with libmilter");
+		exit(1);
+	}
+	umask(cfg->umask);
+	/* rmsocket: a stale unix socket is unlinked (unlink never follows a
+	 * symlink; a non-socket file at the path is refused by libmilter) */
+	if (smfi_opensocket(true) != MI_SUCCESS) {
+		ag_log_err("cannot open socket %s: %s", sock, strerror(errno));
+		exit(1);
+	}
+	if (path != NULL && drop && chown(path, uid, gid) != 0) {
+		ag_log_err("cannot chown %s: %s", path, strerror(errno));
+		exit(1);
+	}
+	if (cfg->pid_file != NULL && write_pidfile(cfg->pid_file) != 0) {
+		exit(1);
+	}
+	if (drop) {
+		if (initgroups(user, gid) != 0 || setgid(gid) != 0 ||
+		    setuid(uid) != 0) {
+			ag_log_err("cannot drop privileges to %s: %s", cfg->user_id,
+			    strerror(errno));
+			exit(1);
+		}
+		if (setuid(0) == 0) {
+			ag_log_err("privileges could be regained after dropping");
+			exit(1);
+		}
+	} else if (geteuid() == 0) {
+		ag_log_warning("running as root: set UserID in the config");
+	}
+	ag_log_info("listening on %s", sock);
+}
+
+/* Wait for signals until the filter stops; returns smfi_main's result. */
+static int
+main_loop(const struct opts *o, struct ag_engine *e, struct ag_config **cfg,
+    pthread_t tid, int *mrc)
+{
+	bool stopping = false;
+	unsigned char sig;
+
+	for (;;) {
+		ssize_t n = read(sigpipe[0], &sig, 1);
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0 || sig == 0) {
+			break;		/* smfi_main returned */
+		}
+		if (sig == SIGHUP && !stopping) {
+			reload(o, e, cfg);
+		} else if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+			ag_log_info("stopping on signal %d", sig);
+			stopping = true;
+			smfi_stop();
+		}
+	}
+	pthread_join(tid, NULL);
+	for (int i = 0; i < AG_STOP_GRACE * 10 && ag_milter_active() > 0; i++) {
+		poll(NULL, 0, 100);
+	}
+	if (ag_milter_active() > 0) {
+		ag_log_warning("stopping with %u connections still open",
+		    ag_milter_active());
+	}
+	return *mrc;
+}
+
+/* Start the milter thread with the signals blocked in it. */
+static int
+start_milter(pthread_t *tid, int *mrc)
+{
+	sigset_t set, old;
+	int r;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	r = pthread_create(tid, NULL, milter_thread, mrc);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+/* Run as the daemon; returns the exit status. */
+static int
+run_daemon(const struct opts *o, struct ag_config *cfg)
+{
+	struct ag_engine *e = NULL;
+	const char *sock = o->socket != NULL ? o->socket : cfg->socket;
+	const char *path = socket_path(sock);
+	pthread_t tid;
+	int mrc = MI_FAILURE, rc;
+	sigset_t set, old;
+
+	if (!o->foreground && daemonize() != 0) {
+		ag_log_err("cannot become a daemon: %s", strerror(errno));
+		return 1;
+	}
+	ag_log_info("authgate %s starting: socket=%s database=%s authserv-id=%s",
+	    PACKAGE_VERSION, sock, cfg->database, cfg->authserv_id);
+	if (setup_signals() != 0) {
+		ag_log_err("cannot set up signals: %s", strerror(errno));
+		return 1;
+	}
+	open_socket_and_drop(cfg, sock);
+	/* the engine's watcher thread must not take our signals either */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	rc = ag_engine_new(cfg, true, &e) == AG_OK ? ag_engine_start(e) : AG_NOMEM;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != AG_OK) {
+		ag_log_err("cannot start the filter: out of memory");
+		ag_engine_free(e);
+		return 1;
+	}
+	ag_milter_set_engine(e);
+	if (start_milter(&tid, &mrc) != 0) {
+		ag_log_err("cannot start the milter thread");
+		ag_engine_free(e);
+		return 1;
+	}
+	mrc = main_loop(o, e, &cfg, tid, &mrc);
+	ag_engine_free(e);
+	if (path != NULL) {
+		unlink(path);
+	}
+	if (cfg->pid_file != NULL) {
+		unlink(cfg->pid_file);
+	}
+	ag_config_unref(cfg);
+	ag_log_info("stopped");
+	return mrc == MI_SUCCESS ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	struct ag_config *cfg;
+	char err[512];
+
+	parse_args(argc, argv, &o);
+	ag_log_open("authgate", LOG_MAIL, o.foreground || o.check_only ||
+	    o.offline_mode);
+	cfg = load_config(&o, err, sizeof(err));
+	if (cfg == NULL) {
+		fprintf(stderr, "%s\n", err);
+		if (!o.foreground && !o.check_only && !o.offline_mode) {
+			ag_log_err("%s", err);
+		}
+		return 1;
+	}
+	ag_log_set_level(cfg->log_level);
+	ag_log_set_facility(cfg->log_facility);
+	if (o.check_only) {
+		ag_config_dump(cfg, stdout);
+		ag_config_unref(cfg);
+		return 0;
+	}
+	if (o.offline_mode) {
+		int rc = ag_offline_run(&o.offline, cfg);
+
+		ag_config_unref(cfg);
+		return rc;
+	}
+	return run_daemon(&o, cfg);
+}

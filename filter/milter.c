@@ -1,1 +1,309 @@
-/* placeholder */
+/*
+ * milter.c - libmilter callbacks.  Each one fetches the connection from
+ * the milter context, passes the event to lib/session.c and maps the
+ * verdict to a reply.  No policy lives here.
+ *
+ * Thread safety: libmilter runs one thread per MTA connection; the only
+ * shared state is the engine (thread-safe) and an atomic counter.
+ */
+#include <string.h>
+
+#include <libmilter/mfapi.h>
+
+#include "log.h"
+#include "milter.h"
+#include "session.h"
+
+static struct ag_engine *engine;
+static unsigned active;
+
+/* The connection of CTX, or NULL (e.g. a callback after a failed connect). */
+static struct ag_conn *
+conn_of(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+/* Remember the queue id whenever the MTA sends it. */
+static void
+note_qid(SMFICTX *ctx, struct ag_conn *c)
+{
+	ag_conn_set_queue_id(c, smfi_getsymval(ctx, "i"));
+}
+
+/* Turn a verdict into the milter reply. */
+static sfsistat
+reply(SMFICTX *ctx, const struct ag_verdict *v)
+{
+	switch (v->action) {
+	case AG_ACT_CONTINUE:
+		return SMFIS_CONTINUE;
+	case AG_ACT_ACCEPT:
+		return SMFIS_ACCEPT;
+	case AG_ACT_DISCARD:
+		return SMFIS_DISCARD;
+	case AG_ACT_QUARANTINE:
+		if (smfi_quarantine(ctx, (char *)(uintptr_t)v->text) != MI_SUCCESS) {
+			ag_log_warning("smfi_quarantine failed");
+		}
+		return SMFIS_CONTINUE;
+	case AG_ACT_TEMPFAIL:
+	case AG_ACT_REJECT:
+		break;
+	}
+	if (v->rcode[0] != '\0' &&
+	    smfi_setreply(ctx, (char *)(uintptr_t)v->rcode,
+	    (char *)(uintptr_t)v->xcode, (char *)(uintptr_t)v->text) != MI_SUCCESS) {
+		ag_log_warning("smfi_setreply(%s %s) failed", v->rcode, v->xcode);
+	}
+	return v->action == AG_ACT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+}
+
+/* Without a connection object (out of memory at connect): fail safe. */
+static sfsistat
+no_conn(SMFICTX *ctx)
+{
+	const struct ag_snapshot *s = ag_engine_acquire(engine);
+	enum ag_action act = s->cfg->on_internal_error;
+	struct ag_verdict v;
+
+	ag_snapshot_release(s);
+	if (act == AG_ACT_ACCEPT) {
+		return SMFIS_ACCEPT;
+	}
+	ag_verdict_set(&v, AG_ACT_TEMPFAIL, "451", "4.3.0", "internal",
+	    "Temporary internal error, please try again later");
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+    unsigned long f2, unsigned long f3, unsigned long *pf0,
+    unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+	unsigned long want = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE |
+	    SMFIF_SETSYMLIST;
+	unsigned long skip = SMFIP_NOUNKNOWN | SMFIP_NODATA;
+
+	*pf0 = f0 & want;
+	*pf1 = f1 & skip;
+	*pf2 = 0;
+	*pf3 = 0;
+	if (f0 & SMFIF_SETSYMLIST) {
+		smfi_setsymlist(ctx, SMFIM_CONNECT,
+		    "j {daemon_name} {client_addr} {client_name}");
+		smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {auth_authen}");
+		smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i");
+		smfi_setsymlist(ctx, SMFIM_EOH, "i");
+		smfi_setsymlist(ctx, SMFIM_EOM, "i");
+	}
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+{
+	struct ag_conn_info info = {
+		.sa = sa,
+		.client_addr = smfi_getsymval(ctx, "{client_addr}"),
+		.client_name = smfi_getsymval(ctx, "{client_name}"),
+		.daemon_name = smfi_getsymval(ctx, "{daemon_name}"),
+		.mta_name = smfi_getsymval(ctx, "j"),
+	};
+	struct ag_verdict v;
+	struct ag_conn *c;
+
+	if (info.client_name == NULL) {
+		info.client_name = hostname;
+	}
+	c = ag_conn_new(engine, &info, &v);
+	if (c == NULL) {
+		ag_log_err("out of memory at connect");
+		return no_conn(ctx);
+	}
+	__atomic_add_fetch(&active, 1, __ATOMIC_RELAXED);
+	smfi_setpriv(ctx, c);
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_helo(SMFICTX *ctx, char *helo)
+{
+	struct ag_conn *c = conn_of(ctx);
+	struct ag_verdict v;
+
+	if (c == NULL) {
+		return no_conn(ctx);
+	}
+	ag_conn_helo(c, helo, &v);
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct ag_conn *c = conn_of(ctx);
+	struct ag_verdict v;
+
+	if (c == NULL) {
+		return no_conn(ctx);
+	}
+	ag_conn_set_auth(c, smfi_getsymval(ctx, "{auth_authen}"));
+	ag_conn_mail(c, argv, &v);
+	note_qid(ctx, c);
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct ag_conn *c = conn_of(ctx);
+	struct ag_verdict v;
+
+	if (c == NULL) {
+		return no_conn(ctx);
+	}
+	note_qid(ctx, c);
+	ag_conn_rcpt(c, argv, &v);
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct ag_conn *c = conn_of(ctx);
+	struct ag_verdict v;
+
+	if (c == NULL) {
+		return no_conn(ctx);
+	}
+	ag_conn_header(c, name, value, &v);
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_eoh(SMFICTX *ctx)
+{
+	struct ag_conn *c = conn_of(ctx);
+	struct ag_verdict v;
+
+	if (c == NULL) {
+		return no_conn(ctx);
+	}
+	note_qid(ctx, c);
+	ag_conn_eoh(c, &v);
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+{
+	struct ag_conn *c = conn_of(ctx);
+	struct ag_verdict v;
+
+	if (c == NULL) {
+		return no_conn(ctx);
+	}
+	ag_conn_body(c, buf, len, &v);
+	return reply(ctx, &v);
+}
+
+/* Apply the header edits the session asks for. */
+static void
+apply_edits(SMFICTX *ctx, const struct ag_edit *ed, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = MI_FAILURE;
+		char *name = ed[i].name, *value = ed[i].value;
+
+		switch (ed[i].op) {
+		case AG_EDIT_INSERT:
+			r = smfi_insheader(ctx, ed[i].index, name, value);
+			break;
+		case AG_EDIT_CHANGE:
+			r = smfi_chgheader(ctx, name, ed[i].index, value);
+			break;
+		case AG_EDIT_DELETE:
+			r = smfi_chgheader(ctx, name, ed[i].index, NULL);
+			break;
+		}
+		if (r != MI_SUCCESS) {
+			ag_log_warning("header edit of %s failed", name);
+		}
+	}
+}
+
+static sfsistat
+cb_eom(SMFICTX *ctx)
+{
+	struct ag_conn *c = conn_of(ctx);
+	const struct ag_edit *ed;
+	struct ag_verdict v;
+	size_t n;
+
+	if (c == NULL) {
+		return no_conn(ctx);
+	}
+	note_qid(ctx, c);
+	ag_conn_eom(c, &v, &ed, &n);
+	if (!ag_verdict_is_final(&v)) {
+		apply_edits(ctx, ed, n);
+	}
+	return reply(ctx, &v);
+}
+
+static sfsistat
+cb_abort(SMFICTX *ctx)
+{
+	ag_conn_abort(conn_of(ctx));
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_close(SMFICTX *ctx)
+{
+	struct ag_conn *c = conn_of(ctx);
+
+	if (c != NULL) {
+		smfi_setpriv(ctx, NULL);
+		ag_conn_free(c);
+		__atomic_sub_fetch(&active, 1, __ATOMIC_RELAXED);
+	}
+	return SMFIS_CONTINUE;
+}
+
+static struct smfiDesc desc = {
+	.xxfi_name = "authgate",
+	.xxfi_version = SMFI_VERSION,
+	.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE |
+	    SMFIF_SETSYMLIST,
+	.xxfi_connect = cb_connect,
+	.xxfi_helo = cb_helo,
+	.xxfi_envfrom = cb_envfrom,
+	.xxfi_envrcpt = cb_envrcpt,
+	.xxfi_header = cb_header,
+	.xxfi_eoh = cb_eoh,
+	.xxfi_body = cb_body,
+	.xxfi_eom = cb_eom,
+	.xxfi_abort = cb_abort,
+	.xxfi_close = cb_close,
+	.xxfi_negotiate = cb_negotiate,
+};
+
+int
+ag_milter_register(void)
+{
+	return smfi_register(desc) == MI_SUCCESS ? 0 : -1;
+}
+
+void
+ag_milter_set_engine(struct ag_engine *e)
+{
+	engine = e;
+}
+
+unsigned
+ag_milter_active(void)
+{
+	return __atomic_load_n(&active, __ATOMIC_RELAXED);
+}

@@ -1,2 +1,390 @@
-/* engine.c - placeholder, being written */
+/*
+ * engine.c - the daemon-wide config/policy snapshot and the watcher that
+ * keeps the policy in step with the database.
+ *
+ * The current snapshot is one pointer guarded by a mutex; readers take a
+ * reference under the mutex (a few instructions) and never touch SQLite.
+ * Only the watcher thread and ag_engine_reload/refresh use the store
+ * handle, serialised by a second mutex, so the sqlite3 connection is
+ * never used by two threads at once.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "engine.h"
+#include "log.h"
+#include "store.h"
+
+/* A policy shared by successive snapshots while the database fails. */
+struct polref {
+	struct ag_policy *policy;
+	unsigned refs;
+};
+
+/* A published snapshot with its reference count. */
+struct snap {
+	struct ag_snapshot pub;	/* must be first: callers see only this */
+	unsigned refs;
+	struct polref *pol;	/* NULL: no policy */
+};
+
+struct ag_engine {
+	pthread_mutex_t cur_lock;	/* guards cur */
+	struct snap *cur;
+
+	pthread_mutex_t db_lock;	/* guards everything below */
+	struct ag_config *cfg;		/* config the store was opened for */
+	struct ag_store *store;		/* NULL while the database fails */
+	bool create;
+	int64_t data_version;		/* last seen, -1 unknown */
+	bool db_failing;		/* to log a failure once, and recovery */
+	uint64_t generation;
+
+	pthread_t watcher;
+	bool watching;
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
+	bool stop;
+};
+
+/* Drop one reference to a shared policy. */
+static void
+polref_unref(struct polref *p)
+{
+	if (p == NULL) {
+		return;
+	}
+	if (__atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+		return;
+	}
+	ag_policy_free(p->policy);
+	free(p);
+}
+
+/* Drop one reference; free the snapshot at zero. */
+static void
+snap_unref(struct snap *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+		return;
+	}
+	polref_unref(s->pol);
+	ag_config_unref(s->pub.cfg);
+	free(s);
+}
+
+/*
+ * Publish a snapshot of CFG and POL (the references passed in are taken
+ * over).  Caller holds db_lock, so only one publisher runs at a time.
+ */
+static void
+publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
+    bool stale, const char *dberr)
+{
+	struct snap *s, *old;
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		/* keep the old snapshot: it is still consistent */
+		ag_log_err("out of memory publishing a new policy snapshot");
+		ag_config_unref(cfg);
+		polref_unref(pol);
+		return;
+	}
+	s->refs = 1;
+	s->pol = pol;
+	s->pub.cfg = cfg;
+	s->pub.policy = pol != NULL ? pol->policy : NULL;
+	s->pub.policy_stale = stale;
+	snprintf(s->pub.dberr, sizeof(s->pub.dberr), "%s",
+	    dberr != NULL ? dberr : "");
+	s->pub.generation = ++e->generation;
+
+	pthread_mutex_lock(&e->cur_lock);
+	old = e->cur;
+	e->cur = s;
+	pthread_mutex_unlock(&e->cur_lock);
+	snap_unref(old);
+}
+
+/* Wrap a freshly loaded policy for sharing. NULL on out of memory. */
+static struct polref *
+polref_new(struct ag_policy *policy)
+{
+	struct polref *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		ag_policy_free(policy);
+		return NULL;
+	}
+	p->policy = policy;
+	p->refs = 1;
+	return p;
+}
+
+/*
+ * The database failed with ERR: publish a snapshot that keeps the last
+ * good policy (marked stale) under the current config, unless exactly
+ * that is already published.  Caller holds db_lock (cur only changes
+ * under it, so reading e->cur here is safe).
+ */
+static void
+publish_failure(struct ag_engine *e, const char *err)
+{
+	struct snap *cur = e->cur;
+	struct polref *keep = NULL;
+
+	if (cur != NULL && cur->pub.cfg == e->cfg &&
+	    strcmp(cur->pub.dberr, err) == 0) {
+		return;
+	}
+	if (cur != NULL && cur->pol != NULL) {
+		keep = cur->pol;
+		__atomic_add_fetch(&keep->refs, 1, __ATOMIC_ACQ_REL);
+	}
+	publish(e, ag_config_ref(e->cfg), keep, keep != NULL, err);
+}
+
+/* Log a database failure once per outage. Caller holds db_lock. */
+static void
+db_failed(struct ag_engine *e, const char *what)
+{
+	if (!e->db_failing) {
+		ag_log_err("database %s: %s", e->cfg->database, what);
+	}
+	e->db_failing = true;
+}
+
+/* Open the store if it is not open.  Caller holds db_lock. */
+static ag_status
+db_open(struct ag_engine *e, char *err, size_t errlen)
+{
+	ag_status st;
+	int flags = e->create ? AG_STORE_CREATE : 0;
+
+	if (e->store != NULL) {
+		return AG_OK;
+	}
+	st = ag_store_open(e->cfg->database, flags,
+	    (int)e->cfg->database_timeout, &e->store);
+	if (st != AG_OK) {
+		snprintf(err, errlen, "%s",
+		    e->store != NULL ? ag_store_errstr(e->store) : "out of memory");
+		ag_store_close(e->store);
+		e->store = NULL;
+		return st;
+	}
+	if (ag_store_is_readonly(e->store)) {
+		ag_log_notice("database %s is read-only: rules are read, "
+		    "nothing can be written to it", e->cfg->database);
+	}
+	e->data_version = -1;
+	return AG_OK;
+}
+
+/*
+ * Re-read the policy if the database changed (or FORCE), and publish.
+ * On failure keep the last good policy, marked stale.  Caller holds db_lock.
+ */
+static void
+db_refresh(struct ag_engine *e, bool force)
+{
+	char err[256] = "";
+	struct ag_policy *pol = NULL;
+	int64_t dv = -1;
+	ag_status st;
+
+	st = db_open(e, err, sizeof(err));
+	if (st == AG_OK) {
+		st = ag_store_data_version(e->store, &dv);
+		if (st == AG_OK && !force && !e->db_failing &&
+		    dv == e->data_version) {
+			return;		/* nothing changed */
+		}
+		if (st == AG_OK) {
+			st = ag_store_load_policy(e->store, &pol);
+		}
+		if (st != AG_OK) {
+			snprintf(err, sizeof(err), "%s", ag_store_errstr(e->store));
+			/* reopen next time: the file may have been replaced */
+			ag_store_close(e->store);
+			e->store = NULL;
+		}
+	}
+	if (st == AG_OK) {
+		if (e->db_failing) {
+			ag_log_notice("database %s: usable again, %zu rules",
+			    e->cfg->database, ag_policy_count(pol));
+		} else {
+			ag_log_info("policy loaded: %zu rules",
+			    ag_policy_count(pol));
+		}
+		e->db_failing = false;
+		e->data_version = dv;
+		publish(e, ag_config_ref(e->cfg), polref_new(pol), false, NULL);
+		return;
+	}
+	db_failed(e, err);
+	publish_failure(e, err);
+}
+
+ag_status
+ag_engine_new(struct ag_config *cfg, bool create, struct ag_engine **out)
+{
+	struct ag_engine *e;
+
+	*out = NULL;
+	e = calloc(1, sizeof(*e));
+	if (e == NULL) {
+		return AG_NOMEM;
+	}
+	pthread_mutex_init(&e->cur_lock, NULL);
+	pthread_mutex_init(&e->db_lock, NULL);
+	pthread_mutex_init(&e->stop_lock, NULL);
+	pthread_cond_init(&e->stop_cond, NULL);
+	e->cfg = ag_config_ref(cfg);
+	e->create = create;
+	e->data_version = -1;
+
+	pthread_mutex_lock(&e->db_lock);
+	db_refresh(e, true);
+	pthread_mutex_unlock(&e->db_lock);
+	if (e->cur == NULL) {
+		ag_engine_free(e);
+		return AG_NOMEM;
+	}
+	*out = e;
+	return AG_OK;
+}
+
+/* The watcher: check the database every PolicyCheckInterval seconds. */
+static void *
+watcher_main(void *arg)
+{
+	struct ag_engine *e = arg;
+	struct timespec ts;
+	unsigned interval;
+
+	for (;;) {
+		pthread_mutex_lock(&e->db_lock);
+		interval = e->cfg->policy_check_interval;
+		pthread_mutex_unlock(&e->db_lock);
+		if (interval == 0) {
+			interval = 1;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += interval;
+
+		pthread_mutex_lock(&e->stop_lock);
+		while (!e->stop) {
+			if (pthread_cond_timedwait(&e->stop_cond, &e->stop_lock,
+			    &ts) == ETIMEDOUT) {
+				break;
+			}
+		}
+		if (e->stop) {
+			pthread_mutex_unlock(&e->stop_lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&e->stop_lock);
+
+		ag_engine_refresh(e, false);
+	}
+}
+
+ag_status
+ag_engine_start(struct ag_engine *e)
+{
+	if (e->watching) {
+		return AG_OK;
+	}
+	if (pthread_create(&e->watcher, NULL, watcher_main, e) != 0) {
+		return AG_NOMEM;
+	}
+	e->watching = true;
+	return AG_OK;
+}
+
+void
+ag_engine_free(struct ag_engine *e)
+{
+	if (e == NULL) {
+		return;
+	}
+	if (e->watching) {
+		pthread_mutex_lock(&e->stop_lock);
+		e->stop = true;
+		pthread_cond_signal(&e->stop_cond);
+		pthread_mutex_unlock(&e->stop_lock);
+		pthread_join(e->watcher, NULL);
+	}
+	snap_unref(e->cur);
+	ag_store_close(e->store);
+	ag_config_unref(e->cfg);
+	pthread_mutex_destroy(&e->cur_lock);
+	pthread_mutex_destroy(&e->db_lock);
+	pthread_mutex_destroy(&e->stop_lock);
+	pthread_cond_destroy(&e->stop_cond);
+	free(e);
+}
+
+void
+ag_engine_reload(struct ag_engine *e, struct ag_config *cfg)
+{
+	pthread_mutex_lock(&e->db_lock);
+	if (strcmp(cfg->database, e->cfg->database) != 0 ||
+	    cfg->database_timeout != e->cfg->database_timeout) {
+		ag_store_close(e->store);
+		e->store = NULL;
+		e->db_failing = false;
+	}
+	ag_config_unref(e->cfg);
+	e->cfg = ag_config_ref(cfg);
+	db_refresh(e, true);
+	pthread_mutex_unlock(&e->db_lock);
+}
+
+void
+ag_engine_refresh(struct ag_engine *e, bool force)
+{
+	pthread_mutex_lock(&e->db_lock);
+	db_refresh(e, force);
+	pthread_mutex_unlock(&e->db_lock);
+}
+
+const struct ag_snapshot *
+ag_engine_acquire(struct ag_engine *e)
+{
+	struct snap *s;
+
+	pthread_mutex_lock(&e->cur_lock);
+	s = e->cur;
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&e->cur_lock);
+	return &s->pub;
+}
+
+void
+ag_snapshot_release(const struct ag_snapshot *pub)
+{
+	/* pub is the first member of struct snap */
+	snap_unref((struct snap *)(void *)(uintptr_t)pub);
+}
+
+uint64_t
+ag_engine_generation(struct ag_engine *e)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&e->cur_lock);
+	g = e->cur != NULL ? e->cur->pub.generation : 0;
+	pthread_mutex_unlock(&e->cur_lock);
+	return g;
+}

@@ -1,2 +1,554 @@
-/* session.c - placeholder, being written */
+/*
+ * session.c - per-connection and per-message state, the order of the
+ * checks, and the verdict of each SMTP phase.
+ *
+ * Ownership: a struct ag_conn owns its current message (struct msg); the
+ * message pins one config/policy snapshot from MAIL FROM until it ends,
+ * so a reload never changes the rules under a transaction in flight.
+ * msg_end() is the one place a message is logged and freed; it is reached
+ * from a final verdict, end of message, abort and ag_conn_free.
+ *
+ * Size accounting (documented in authgate.8): the message size is the sum
+ * of every header line as "Name: value" plus CRLF, the blank line, and the
+ * body bytes as the MTA passes them.  The body is counted, never stored.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+#include "log.h"
+#include "policy.h"
 #include "session.h"
+
+/* Log values are cut here; longer input is still parsed in full. */
+#define LOGVAL_MAX 256
+
+struct msg {
+	const struct ag_snapshot *snap;	/* pinned at MAIL FROM */
+	struct ag_mailaddr sender;
+	bool trusted;
+	bool have_declared;
+	uint64_t declared_size;		/* SIZE= */
+	uint64_t size;			/* counted so far (saturating) */
+	int64_t size_limit;		/* effective max-size, AG_LIMIT_UNSET */
+	int64_t size_rule;
+	bool size_dry;
+	size_t nrcpt_ok;
+	size_t nrcpt_bad;
+	struct ag_verdict would;	/* first dry-run decision, for the log */
+	bool have_would;
+	bool nopolicy;			/* database down, On-DatabaseError accept */
+	struct ag_edit *edits;
+	size_t nedits;
+};
+
+struct ag_conn {
+	struct ag_engine *eng;
+	bool have_ip;
+	struct ag_ip ip;
+	char ipstr[AG_IP_STRLEN];
+	char client_name[LOGVAL_MAX];
+	char helo_raw[LOGVAL_MAX];
+	char helo[AG_ADDR_DOMAIN_MAX + 1];	/* normalized, "" if invalid */
+	char qid[64];
+	char auth[256];
+	struct msg *msg;
+	struct ag_edit *edits;		/* of the last accepted message */
+	size_t nedits;
+};
+
+/* Copy a possibly NULL string into a fixed buffer, cut to fit. */
+static void
+copy_bounded(char *dst, size_t dstsz, const char *src)
+{
+	snprintf(dst, dstsz, "%s", src != NULL ? src : "");
+}
+
+/* Saturating add for byte counters. */
+static uint64_t
+sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+struct ag_conn *
+ag_conn_new(struct ag_engine *e, const struct ag_conn_info *info,
+    struct ag_verdict *v)
+{
+	struct ag_conn *c;
+
+	ag_verdict_continue(v);
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		return NULL;
+	}
+	c->eng = e;
+	if (info != NULL) {
+		if (info->client_addr != NULL && info->client_addr[0] != '\0' &&
+		    ag_ip_parse(info->client_addr, &c->ip) == AG_OK) {
+			c->have_ip = true;
+		} else if (info->sa != NULL &&
+		    ag_ip_from_sockaddr(info->sa, &c->ip) == AG_OK) {
+			c->have_ip = true;
+		}
+		copy_bounded(c->client_name, sizeof(c->client_name),
+		    info->client_name);
+	}
+	if (c->have_ip) {
+		ag_ip_format(&c->ip, c->ipstr, sizeof(c->ipstr));
+	} else {
+		copy_bounded(c->ipstr, sizeof(c->ipstr), "unknown");
+	}
+	if (c->client_name[0] == '\0') {
+		copy_bounded(c->client_name, sizeof(c->client_name), "unknown");
+	}
+	return c;
+}
+
+void
+ag_conn_set_queue_id(struct ag_conn *c, const char *qid)
+{
+	if (c != NULL && qid != NULL && qid[0] != '\0') {
+		copy_bounded(c->qid, sizeof(c->qid), qid);
+	}
+}
+
+void
+ag_conn_set_auth(struct ag_conn *c, const char *authen)
+{
+	if (c != NULL && authen != NULL && authen[0] != '\0') {
+		copy_bounded(c->auth, sizeof(c->auth), authen);
+	}
+}
+
+void
+ag_conn_helo(struct ag_conn *c, const char *helo, struct ag_verdict *v)
+{
+	ag_verdict_continue(v);
+	copy_bounded(c->helo_raw, sizeof(c->helo_raw), helo);
+	if (helo == NULL ||
+	    ag_domain_normalize(helo, c->helo, sizeof(c->helo)) != AG_OK) {
+		c->helo[0] = '\0';
+	}
+}
+
+/* Free an array of header edits. */
+static void
+edits_free_array(struct ag_edit *ed, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(ed[i].name);
+		free(ed[i].value);
+	}
+	free(ed);
+}
+
+/* Write the one log line of a message that ended with verdict V. */
+static void
+msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
+{
+	struct msg *m = c->msg;
+	char qid[80], name[LOGVAL_MAX], helo[LOGVAL_MAX], from[LOGVAL_MAX];
+	char addr[AG_ADDR_MAX + 2], would[128] = "", auth[LOGVAL_MAX] = "";
+	char rule[24] = "-";
+
+	ag_log_escape(qid, sizeof(qid), c->qid[0] != '\0' ? c->qid : "NOQUEUE");
+	ag_log_escape(name, sizeof(name), c->client_name);
+	ag_log_escape(helo, sizeof(helo), c->helo_raw);
+	ag_mailaddr_format(&m->sender, addr, sizeof(addr));
+	ag_log_escape(from, sizeof(from), addr);
+	if (v->rule_id > 0) {
+		snprintf(rule, sizeof(rule), "%lld", (long long)v->rule_id);
+	}
+	if (c->auth[0] != '\0') {
+		char esc[LOGVAL_MAX];
+
+		snprintf(auth, sizeof(auth), " sasl_user=%s",
+		    ag_log_escape(esc, sizeof(esc), c->auth));
+	}
+	if (m->have_would) {
+		snprintf(would, sizeof(would),
+		    " dry_run=yes would=%s would_code=%s would_rule=%lld "
+		    "would_reason=%s", ag_action_name(m->would.action),
+		    m->would.xcode, (long long)m->would.rule_id,
+		    m->would.reason != NULL ? m->would.reason : "-");
+	}
+	ag_log_info("%s: client=%s[%s] helo=%s from=<%s>%s rcpts=%zu%s size=%llu "
+	    "action=%s%s%s rule=%s reason=%s%s%s",
+	    qid, name, c->ipstr, helo[0] != '\0' ? helo : "-", from, auth,
+	    m->nrcpt_ok, m->nrcpt_bad > 0 ? " rejected_rcpts=" : "",
+	    (unsigned long long)(m->size > 0 ? m->size : m->declared_size),
+	    how != NULL ? how : ag_action_name(v->action),
+	    v->xcode[0] != '\0' ? " code=" : "", v->xcode, rule,
+	    v->reason != NULL ? v->reason : "-", m->trusted ? " trusted=yes" : "",
+	    would);
+	if (m->nrcpt_bad > 0) {
+		ag_log_debug("%s: %zu recipients refused", qid, m->nrcpt_bad);
+	}
+}
+
+/* End the current message: log it (when V is given) and free it. */
+static void
+msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
+{
+	struct msg *m = c->msg;
+
+	if (m == NULL) {
+		return;
+	}
+	if (v != NULL) {
+		msg_log(c, v, how);
+	}
+	edits_free_array(m->edits, m->nedits);
+	ag_snapshot_release(m->snap);
+	free(m);
+	c->msg = NULL;
+	c->qid[0] = '\0';
+}
+
+/* The facts the rules see; RCPT may be NULL. */
+static void
+facts_fill(const struct ag_conn *c, const struct ag_mailaddr *rcpt,
+    struct ag_facts *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->client = c->have_ip ? &c->ip : NULL;
+	f->helo = c->helo[0] != '\0' ? c->helo : NULL;
+	f->sender = c->msg != NULL ? &c->msg->sender : NULL;
+	f->sasl_user = c->auth[0] != '\0' ? c->auth : NULL;
+	f->trusted = c->msg != NULL ? c->msg->trusted : false;
+	f->rcpt = rcpt;
+}
+
+/*
+ * Turn a policy decision into the verdict of this phase.  A decision of a
+ * dry-run rule, or under DryRun, is remembered for the log and the phase
+ * continues.  Returns true when V is final.
+ */
+static bool
+decide(struct ag_conn *c, bool rule_dry, struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+
+	if (!ag_verdict_is_final(v)) {
+		return false;
+	}
+	if (rule_dry || (m != NULL && m->snap->cfg->dry_run)) {
+		if (m != NULL && !m->have_would) {
+			m->would = *v;
+			m->have_would = true;
+		}
+		ag_verdict_continue(v);
+		v->dry_run = true;
+		return false;
+	}
+	return true;
+}
+
+/* Answer with the configured action for a failure class. */
+static void
+failure_action(enum ag_action act, struct ag_verdict *v, const char *reason,
+    const char *text)
+{
+	if (act == AG_ACT_ACCEPT) {
+		ag_verdict_continue(v);
+		v->reason = reason;
+		return;
+	}
+	ag_verdict_set(v, AG_ACT_TEMPFAIL, "451", "4.3.0", reason, "%s", text);
+}
+
+/* Parse the ESMTP parameters of MAIL FROM (argv[1..]). */
+static bool
+mail_params(struct msg *m, char **argv, struct ag_verdict *v)
+{
+	for (size_t i = 1; argv[i] != NULL; i++) {
+		const char *p = argv[i];
+
+		if (strncasecmp(p, "SIZE=", 5) != 0) {
+			continue;	/* others are the MTA's business */
+		}
+		if (m->have_declared) {
+			ag_verdict_set(v, AG_ACT_REJECT, "501", "5.5.4", "syntax",
+			    "Duplicate SIZE= parameter");
+			return false;
+		}
+		if (ag_size_parse(p + 5, &m->declared_size) != AG_OK) {
+			ag_verdict_set(v, AG_ACT_REJECT, "501", "5.5.4", "syntax",
+			    "Invalid SIZE= parameter: a decimal byte count is "
+			    "required (RFC 1870)");
+			return false;
+		}
+		m->have_declared = true;
+	}
+	return true;
+}
+
+/* Set V to the size rejection for LIMIT from RULE. */
+static void
+size_verdict(struct ag_verdict *v, int64_t limit, int64_t rule)
+{
+	ag_verdict_set(v, AG_ACT_REJECT, "552", "5.3.4", "size",
+	    "Message size exceeds the limit of %lld bytes for this sender",
+	    (long long)limit);
+	v->rule_id = rule;
+}
+
+/* Start a message: pin a snapshot and check what MAIL FROM declares. */
+static void
+mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+	struct ag_facts f;
+	struct ag_eval ev;
+
+	if (argv == NULL || argv[0] == NULL ||
+	    ag_mailaddr_parse(argv[0], &m->sender) != AG_OK) {
+		ag_verdict_set(v, AG_ACT_REJECT, "501", "5.1.7", "syntax",
+		    "Bad sender address syntax");
+		return;
+	}
+	if (!mail_params(m, argv, v)) {
+		return;
+	}
+	if (m->snap->policy == NULL) {
+		failure_action(m->snap->cfg->on_database_error, v, "database",
+		    "Policy database unavailable, please try again later");
+		if (v->action == AG_ACT_CONTINUE) {
+			m->nopolicy = true;
+		}
+		return;
+	}
+	facts_fill(c, NULL, &f);
+	ag_policy_eval(m->snap->policy, &f, &ev);
+	m->size_limit = ev.max_size.value;
+	m->size_rule = ev.max_size.rule_id;
+	m->size_dry = ev.max_size.dry_run;
+	if (m->have_declared && ev.max_size.value != AG_LIMIT_UNSET &&
+	    m->declared_size > (uint64_t)ev.max_size.value) {
+		size_verdict(v, ev.max_size.value, ev.max_size.rule_id);
+		decide(c, ev.max_size.dry_run, v);
+	}
+}
+
+void
+ag_conn_mail(struct ag_conn *c, char **argv, struct ag_verdict *v)
+{
+	struct msg *m;
+
+	ag_verdict_continue(v);
+	if (c->msg != NULL) {
+		/* the MTA started a new transaction without an abort */
+		msg_end(c, v, "abort");
+	}
+	m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		ag_log_err("out of memory starting a message");
+		ag_verdict_set(v, AG_ACT_TEMPFAIL, "451", "4.3.0", "internal",
+		    "Temporary internal error, please try again later");
+		return;
+	}
+	m->snap = ag_engine_acquire(c->eng);
+	m->size_limit = AG_LIMIT_UNSET;
+	m->trusted = c->have_ip &&
+	    ag_cidr_list_match(&m->snap->cfg->trusted, &c->ip);
+	c->msg = m;
+
+	mail_check(c, argv, v);
+	if (ag_verdict_is_final(v)) {
+		msg_end(c, v, NULL);
+	}
+}
+
+/* Refuse RCPT before MAIL and similar misuse: a temporary answer. */
+static void
+protocol_error(struct ag_verdict *v, const char *what)
+{
+	ag_log_warning("protocol error: %s", what);
+	ag_verdict_set(v, AG_ACT_TEMPFAIL, "451", "4.3.0", "protocol",
+	    "Protocol error (%s), please try again later", what);
+}
+
+/* Check one recipient against the limits that apply to it. */
+static void
+rcpt_check(struct ag_conn *c, const struct ag_mailaddr *rcpt,
+    struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+	struct ag_facts f;
+	struct ag_eval ev;
+
+	facts_fill(c, rcpt, &f);
+	ag_policy_eval(m->snap->policy, &f, &ev);
+	if (ev.max_rcpts.value != AG_LIMIT_UNSET &&
+	    m->nrcpt_ok >= (uint64_t)ev.max_rcpts.value) {
+		ag_verdict_set(v, AG_ACT_TEMPFAIL, "452", "4.5.3", "rcpts",
+		    "Too many recipients for this message (limit %lld): send "
+		    "the rest in another message",
+		    (long long)ev.max_rcpts.value);
+		v->rule_id = ev.max_rcpts.rule_id;
+		if (decide(c, ev.max_rcpts.dry_run, v)) {
+			return;
+		}
+	}
+	if (ev.max_size.value != AG_LIMIT_UNSET && m->have_declared &&
+	    m->declared_size > (uint64_t)ev.max_size.value) {
+		size_verdict(v, ev.max_size.value, ev.max_size.rule_id);
+		if (decide(c, ev.max_size.dry_run, v)) {
+			return;
+		}
+	}
+	/* the message must fit the smallest limit of its recipients */
+	if (ev.max_size.value != AG_LIMIT_UNSET &&
+	    (m->size_limit == AG_LIMIT_UNSET ||
+	    ev.max_size.value < m->size_limit)) {
+		m->size_limit = ev.max_size.value;
+		m->size_rule = ev.max_size.rule_id;
+		m->size_dry = ev.max_size.dry_run;
+	}
+}
+
+void
+ag_conn_rcpt(struct ag_conn *c, char **argv, struct ag_verdict *v)
+{
+	struct ag_mailaddr rcpt;
+	struct msg *m = c->msg;
+
+	ag_verdict_continue(v);
+	if (m == NULL) {
+		protocol_error(v, "RCPT before MAIL");
+		return;
+	}
+	if (argv == NULL || argv[0] == NULL ||
+	    ag_mailaddr_parse(argv[0], &rcpt) != AG_OK || rcpt.is_null) {
+		ag_verdict_set(v, AG_ACT_REJECT, "501", "5.1.3", "syntax",
+		    "Bad recipient address syntax");
+	} else if (!m->nopolicy) {
+		rcpt_check(c, &rcpt, v);
+	}
+	if (ag_verdict_is_final(v)) {
+		m->nrcpt_bad++;
+	} else if (m->nrcpt_ok < AG_SESSION_MAX_RCPTS_SEEN) {
+		m->nrcpt_ok++;
+	}
+}
+
+/* Over the size limit now?  Sets V (final unless dry-run). */
+static void
+size_so_far(struct ag_conn *c, struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+
+	if (m->size_limit != AG_LIMIT_UNSET &&
+	    m->size > (uint64_t)m->size_limit) {
+		size_verdict(v, m->size_limit, m->size_rule);
+		if (decide(c, m->size_dry, v)) {
+			return;
+		}
+		/* dry run: count on, but decide only once */
+		m->size_limit = AG_LIMIT_UNSET;
+	}
+}
+
+void
+ag_conn_header(struct ag_conn *c, const char *name, const char *value,
+    struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+	uint64_t n;
+
+	ag_verdict_continue(v);
+	if (m == NULL) {
+		protocol_error(v, "header before MAIL");
+		return;
+	}
+	n = sat_add(strlen(name != NULL ? name : ""),
+	    strlen(value != NULL ? value : ""));
+	m->size = sat_add(m->size, sat_add(n, 4));	/* ": " and CRLF */
+}
+
+void
+ag_conn_eoh(struct ag_conn *c, struct ag_verdict *v)
+{
+	ag_verdict_continue(v);
+	if (c->msg == NULL) {
+		protocol_error(v, "end of headers before MAIL");
+		return;
+	}
+	c->msg->size = sat_add(c->msg->size, 2);
+	size_so_far(c, v);
+	if (ag_verdict_is_final(v)) {
+		msg_end(c, v, NULL);
+	}
+}
+
+void
+ag_conn_body(struct ag_conn *c, const unsigned char *buf, size_t len,
+    struct ag_verdict *v)
+{
+	(void)buf;
+	ag_verdict_continue(v);
+	if (c->msg == NULL) {
+		protocol_error(v, "body before MAIL");
+		return;
+	}
+	c->msg->size = sat_add(c->msg->size, len);
+	size_so_far(c, v);
+	if (ag_verdict_is_final(v)) {
+		msg_end(c, v, NULL);
+	}
+}
+
+void
+ag_conn_eom(struct ag_conn *c, struct ag_verdict *v,
+    const struct ag_edit **edits, size_t *nedits)
+{
+	struct msg *m = c->msg;
+
+	ag_verdict_continue(v);
+	*edits = NULL;
+	*nedits = 0;
+	if (m == NULL) {
+		protocol_error(v, "end of message before MAIL");
+		return;
+	}
+	size_so_far(c, v);
+	if (ag_verdict_is_final(v)) {
+		msg_end(c, v, NULL);
+		return;
+	}
+	/* hand the edits to the connection: they outlive the message */
+	edits_free_array(c->edits, c->nedits);
+	c->edits = m->edits;
+	c->nedits = m->nedits;
+	m->edits = NULL;
+	m->nedits = 0;
+	*edits = c->edits;
+	*nedits = c->nedits;
+	msg_end(c, v, "accept");
+}
+
+void
+ag_conn_abort(struct ag_conn *c)
+{
+	struct ag_verdict v;
+
+	if (c == NULL || c->msg == NULL) {
+		return;
+	}
+	ag_verdict_continue(&v);
+	msg_end(c, &v, "abort");
+}
+
+void
+ag_conn_free(struct ag_conn *c)
+{
+	if (c == NULL) {
+		return;
+	}
+	ag_conn_abort(c);
+	edits_free_array(c->edits, c->nedits);
+	free(c);
+}

@@ -1,3 +1,487 @@
-/* placeholder */
+/*
+ * t_session.c - the session pipeline (lib/session.c + lib/engine.c) over a
+ * real SQLite store in a temporary directory: phase verdicts for size and
+ * recipient limits, precedence, dry runs, database failures, protocol
+ * misuse, and snapshot pinning across a policy change.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
-int main(void) { puts("1..0 # SKIP not written yet"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "policy.h"
+#include "session.h"
+#include "store.h"
+
+static char tmpdir[64];
+static char dbpath[128];
+
+/* A rule for add_rule(): up to two conditions. */
+struct rspec {
+	int priority;
+	const char *f1, *v1, *f2, *v2;
+	int64_t max_size;
+	int64_t max_rcpts;
+	bool dry_run;
+};
+
+/* Add a rule to the test database; returns its id. */
+static int64_t
+add_rule(const struct rspec *rs)
+{
+	struct ag_store *s = NULL;
+	struct ag_match m[2];
+	struct ag_rule r;
+	int64_t id = 0;
+	size_t n = 0;
+
+	memset(&r, 0, sizeof(r));
+	memset(m, 0, sizeof(m));
+	if (rs->f1 != NULL) {
+		assert_int_equal(ag_field_parse(rs->f1, &m[n].field), 0);
+		m[n++].value = (char *)(uintptr_t)rs->v1;
+	}
+	if (rs->f2 != NULL) {
+		assert_int_equal(ag_field_parse(rs->f2, &m[n].field), 0);
+		m[n++].value = (char *)(uintptr_t)rs->v2;
+	}
+	r.priority = rs->priority != 0 ? rs->priority : AG_PRIORITY_DEFAULT;
+	r.enabled = true;
+	r.dry_run = rs->dry_run;
+	r.nmatch = n;
+	r.match = m;
+	r.max_size = rs->max_size != 0 ? rs->max_size : AG_LIMIT_UNSET;
+	r.max_rcpts = rs->max_rcpts != 0 ? rs->max_rcpts : AG_LIMIT_UNSET;
+	assert_int_equal(ag_store_open(dbpath, AG_STORE_CREATE, 1000, &s), AG_OK);
+	assert_int_equal(ag_store_rule_add(s, &r, &id), AG_OK);
+	ag_store_close(s);
+	return id;
+}
+
+/* A config over the test database, with EXTRA lines appended. */
+static struct ag_config *
+make_cfg(const char *extra)
+{
+	char text[1024], err[256];
+	struct ag_config *cfg = NULL;
+
+	snprintf(text, sizeof(text), "Database %s\nAuthservID mx.test\n%s",
+	    dbpath, extra != NULL ? extra : "");
+	if (ag_config_load_string(text, "test.conf", &cfg, err,
+	    sizeof(err)) != AG_OK) {
+		fail_msg("config: %s", err);
+	}
+	return cfg;
+}
+
+struct fixture {
+	struct ag_config *cfg;
+	struct ag_engine *eng;
+	struct ag_conn *conn;
+};
+
+static void
+fx_open(struct fixture *fx, const char *extra, const char *ip)
+{
+	struct ag_conn_info info = { .client_addr = ip, .client_name = "client.test" };
+	struct ag_verdict v;
+
+	fx->cfg = make_cfg(extra);
+	assert_int_equal(ag_engine_new(fx->cfg, true, &fx->eng), AG_OK);
+	fx->conn = ag_conn_new(fx->eng, &info, &v);
+	assert_non_null(fx->conn);
+	assert_int_equal(v.action, AG_ACT_CONTINUE);
+	ag_conn_helo(fx->conn, "client.test", &v);
+	assert_int_equal(v.action, AG_ACT_CONTINUE);
+}
+
+static void
+fx_close(struct fixture *fx)
+{
+	ag_conn_free(fx->conn);
+	ag_engine_free(fx->eng);
+	ag_config_unref(fx->cfg);
+}
+
+/* MAIL FROM with optional SIZE= text. */
+static void
+mail(struct fixture *fx, const char *from, const char *size, struct ag_verdict *v)
+{
+	char sizearg[64];
+	char *argv[3] = { (char *)(uintptr_t)from, NULL, NULL };
+
+	if (size != NULL) {
+		snprintf(sizearg, sizeof(sizearg), "SIZE=%s", size);
+		argv[1] = sizearg;
+	}
+	ag_conn_mail(fx->conn, argv, v);
+}
+
+static void
+rcpt(struct fixture *fx, const char *to, struct ag_verdict *v)
+{
+	char *argv[2] = { (char *)(uintptr_t)to, NULL };
+
+	ag_conn_rcpt(fx->conn, argv, v);
+}
+
+/* Headers plus a body of BODYLEN bytes, then end of message. */
+static void
+message(struct fixture *fx, size_t bodylen, struct ag_verdict *v)
+{
+	static unsigned char chunk[4096];
+	const struct ag_edit *ed;
+	size_t n;
+
+	memset(chunk, 'x', sizeof(chunk));
+	ag_conn_header(fx->conn, "Subject", "test", v);
+	assert_int_equal(v->action, AG_ACT_CONTINUE);
+	ag_conn_eoh(fx->conn, v);
+	if (ag_verdict_is_final(v)) {
+		return;
+	}
+	while (bodylen > 0) {
+		size_t k = bodylen < sizeof(chunk) ? bodylen : sizeof(chunk);
+
+		ag_conn_body(fx->conn, chunk, k, v);
+		if (ag_verdict_is_final(v)) {
+			return;
+		}
+		bodylen -= k;
+	}
+	ag_conn_eom(fx->conn, v, &ed, &n);
+}
+
+static void
+expect(const struct ag_verdict *v, enum ag_action a, const char *rcode,
+    const char *xcode, const char *label)
+{
+	if (v->action != a || strcmp(v->rcode, rcode) != 0 ||
+	    strcmp(v->xcode, xcode) != 0) {
+		fail_msg("%s: expected %s %s %s, got %s %s %s (%s)", label,
+		    ag_action_name(a), rcode, xcode, ag_action_name(v->action),
+		    v->rcode, v->xcode, v->text);
+	}
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/t_session.XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	snprintf(dbpath, sizeof(dbpath), "%s/ag.db", tmpdir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char p[160];
+
+	(void)state;
+	unlink(dbpath);
+	snprintf(p, sizeof(p), "%s-journal", dbpath);
+	unlink(p);
+	rmdir(tmpdir);
+	return 0;
+}
+
+static void
+test_no_rules_accepts(void **state)
+{
+	struct fixture fx;
+	struct ag_verdict v;
+
+	(void)state;
+	fx_open(&fx, NULL, "192.0.2.1");
+	mail(&fx, "<a@example.com>", "100000000", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "mail");
+	rcpt(&fx, "<b@example.net>", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "rcpt");
+	message(&fx, 10000, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "eom");
+	fx_close(&fx);
+}
+
+static void
+test_size_limits(void **state)
+{
+	static const struct {
+		const char *label, *from, *size;
+		size_t body;
+		enum ag_action mail_a;
+		const char *mail_x;
+		enum ag_action end_a;
+		const char *end_x;
+	} cases[] = {
+		{ "SIZE under default", "<a@example.com>", "900", 100,
+		  AG_ACT_CONTINUE, "", AG_ACT_CONTINUE, "" },
+		{ "SIZE over default", "<a@example.com>", "1001", 0,
+		  AG_ACT_REJECT, "5.3.4", AG_ACT_CONTINUE, "" },
+		{ "no SIZE, real size over", "<a@example.com>", NULL, 2000,
+		  AG_ACT_CONTINUE, "", AG_ACT_REJECT, "5.3.4" },
+		{ "domain rule beats default", "<a@big.example>", "5000", 4000,
+		  AG_ACT_CONTINUE, "", AG_ACT_CONTINUE, "" },
+		{ "domain rule, over its limit", "<a@big.example>", NULL, 20000,
+		  AG_ACT_CONTINUE, "", AG_ACT_REJECT, "5.3.4" },
+		{ "SIZE malformed", "<a@example.com>", "12x", 0,
+		  AG_ACT_REJECT, "5.5.4", AG_ACT_CONTINUE, "" },
+		{ "SIZE negative", "<a@example.com>", "-1", 0,
+		  AG_ACT_REJECT, "5.5.4", AG_ACT_CONTINUE, "" },
+		{ "SIZE above 2^64", "<a@example.com>",
+		  "99999999999999999999999999", 0,
+		  AG_ACT_REJECT, "5.3.4", AG_ACT_CONTINUE, "" },
+		{ "null sender", "<>", "1001", 0,
+		  AG_ACT_REJECT, "5.3.4", AG_ACT_CONTINUE, "" },
+	};
+	struct rspec def = { .priority = 1000, .max_size = 1000 };
+	struct rspec big = { .priority = 10, .f1 = "sender-domain",
+	    .v1 = "big.example", .max_size = 10000 };
+	int64_t def_id, big_id;
+
+	(void)state;
+	def_id = add_rule(&def);
+	big_id = add_rule(&big);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fixture fx;
+		struct ag_verdict v;
+
+		fx_open(&fx, NULL, "192.0.2.1");
+		mail(&fx, cases[i].from, cases[i].size, &v);
+		expect(&v, cases[i].mail_a, cases[i].mail_a == AG_ACT_CONTINUE ?
+		    "" : (cases[i].mail_x[2] == '3' ? "552" : "501"),
+		    cases[i].mail_x, cases[i].label);
+		if (v.action == AG_ACT_CONTINUE) {
+			rcpt(&fx, "<b@example.net>", &v);
+			expect(&v, AG_ACT_CONTINUE, "", "", cases[i].label);
+			message(&fx, cases[i].body, &v);
+			expect(&v, cases[i].end_a, cases[i].end_a ==
+			    AG_ACT_CONTINUE ? "" : "552", cases[i].end_x,
+			    cases[i].label);
+		}
+		if (strcmp(v.xcode, "5.3.4") == 0) {
+			int64_t want = strstr(cases[i].from, "big") ? big_id : def_id;
+
+			if (v.rule_id != want) {
+				fail_msg("%s: rule %lld, want %lld", cases[i].label,
+				    (long long)v.rule_id, (long long)want);
+			}
+		}
+		fx_close(&fx);
+	}
+}
+
+static void
+test_rcpt_limit(void **state)
+{
+	struct rspec r = { .max_rcpts = 2 };
+	struct fixture fx;
+	struct ag_verdict v;
+	int64_t id;
+
+	(void)state;
+	id = add_rule(&r);
+	fx_open(&fx, NULL, "2001:db8::25");
+	mail(&fx, "<a@example.com>", NULL, &v);
+	rcpt(&fx, "<r1@example.net>", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "rcpt 1");
+	rcpt(&fx, "<r2@example.net>", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "rcpt 2");
+	rcpt(&fx, "<r3@example.net>", &v);
+	expect(&v, AG_ACT_TEMPFAIL, "452", "4.5.3", "rcpt 3");
+	assert_int_equal(v.rule_id, id);
+	rcpt(&fx, "<r4@example.net>", &v);
+	expect(&v, AG_ACT_TEMPFAIL, "452", "4.5.3", "rcpt 4");
+	message(&fx, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "eom after refusals");
+	fx_close(&fx);
+}
+
+static void
+test_rcpt_domain_size(void **state)
+{
+	struct rspec r = { .f1 = "rcpt-domain", .v1 = "small.example",
+	    .max_size = 500 };
+	struct fixture fx;
+	struct ag_verdict v;
+
+	(void)state;
+	add_rule(&r);
+	fx_open(&fx, NULL, "192.0.2.1");
+	mail(&fx, "<a@example.com>", "800", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "mail: rcpt rules unknown yet");
+	rcpt(&fx, "<x@small.example>", &v);
+	expect(&v, AG_ACT_REJECT, "552", "5.3.4", "rcpt over its domain limit");
+	rcpt(&fx, "<x@other.example>", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "other rcpt");
+	message(&fx, 700, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "eom");
+	ag_conn_abort(fx.conn);
+
+	/* without SIZE=, the smallest limit of the recipients applies */
+	mail(&fx, "<a@example.com>", NULL, &v);
+	rcpt(&fx, "<x@small.example>", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "rcpt, no SIZE");
+	message(&fx, 700, &v);
+	expect(&v, AG_ACT_REJECT, "552", "5.3.4", "eom over rcpt limit");
+	fx_close(&fx);
+}
+
+static void
+test_dry_run(void **state)
+{
+	struct rspec r = { .max_size = 100, .dry_run = true };
+	struct fixture fx;
+	struct ag_verdict v;
+
+	(void)state;
+	add_rule(&r);
+	fx_open(&fx, NULL, "192.0.2.1");
+	mail(&fx, "<a@example.com>", "5000", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "dry-run rule");
+	assert_true(v.dry_run);
+	rcpt(&fx, "<b@example.net>", &v);
+	message(&fx, 5000, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "dry-run eom");
+	fx_close(&fx);
+	unlink(dbpath);
+
+	r.dry_run = false;
+	add_rule(&r);
+	fx_open(&fx, "DryRun yes\n", "192.0.2.1");
+	mail(&fx, "<a@example.com>", "5000", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "DryRun config");
+	assert_true(v.dry_run);
+	fx_close(&fx);
+}
+
+static void
+test_database_failure(void **state)
+{
+	static const struct {
+		const char *label, *extra;
+		enum ag_action a;
+		const char *rcode, *xcode;
+	} cases[] = {
+		{ "corrupt, default tempfail", NULL, AG_ACT_TEMPFAIL, "451", "4.3.0" },
+		{ "corrupt, On-DatabaseError accept", "On-DatabaseError accept\n",
+		  AG_ACT_CONTINUE, "", "" },
+	};
+	FILE *fp;
+
+	(void)state;
+	fp = fopen(dbpath, "w");
+	assert_non_null(fp);
+	fputs("this is not an SQLite database, it is junk junk junk junk\n", fp);
+	fclose(fp);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fixture fx;
+		struct ag_verdict v;
+		const struct ag_snapshot *s;
+
+		fx_open(&fx, cases[i].extra, "192.0.2.1");
+		s = ag_engine_acquire(fx.eng);
+		assert_null(s->policy);
+		assert_true(s->dberr[0] != '\0');
+		ag_snapshot_release(s);
+		mail(&fx, "<a@example.com>", NULL, &v);
+		expect(&v, cases[i].a, cases[i].rcode, cases[i].xcode,
+		    cases[i].label);
+		fx_close(&fx);
+	}
+}
+
+static void
+test_protocol_misuse(void **state)
+{
+	struct fixture fx;
+	struct ag_verdict v;
+	const struct ag_edit *ed;
+	size_t n;
+
+	(void)state;
+	fx_open(&fx, NULL, NULL);	/* no client address: unix socket */
+	rcpt(&fx, "<b@example.net>", &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.3.0", "rcpt before mail");
+	ag_conn_header(fx.conn, "Subject", "x", &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.3.0", "header before mail");
+	ag_conn_eom(fx.conn, &v, &ed, &n);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.3.0", "eom before mail");
+	ag_conn_abort(fx.conn);		/* nothing to abort: harmless */
+	mail(&fx, "<a@example.com", NULL, &v);
+	expect(&v, AG_ACT_REJECT, "501", "5.1.7", "unbalanced bracket");
+	ag_conn_mail(fx.conn, NULL, &v);
+	expect(&v, AG_ACT_REJECT, "501", "5.1.7", "no argv");
+	mail(&fx, "<a@example.com>", NULL, &v);
+	rcpt(&fx, "<>", &v);
+	expect(&v, AG_ACT_REJECT, "501", "5.1.3", "null recipient");
+	/* a second MAIL without abort ends the first transaction */
+	mail(&fx, "<a@example.com>", NULL, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "second mail");
+	rcpt(&fx, "<b@example.net>", &v);
+	message(&fx, 1, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "message after misuse");
+	fx_close(&fx);
+}
+
+static void
+test_snapshot_pinned(void **state)
+{
+	struct rspec r = { .max_size = 100 };
+	struct fixture fx;
+	struct ag_verdict v;
+
+	(void)state;
+	fx_open(&fx, NULL, "192.0.2.1");
+	mail(&fx, "<a@example.com>", NULL, &v);
+	rcpt(&fx, "<b@example.net>", &v);
+	add_rule(&r);
+	ag_engine_refresh(fx.eng, false);
+	message(&fx, 1000, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "in-flight keeps its snapshot");
+	mail(&fx, "<a@example.com>", NULL, &v);
+	rcpt(&fx, "<b@example.net>", &v);
+	message(&fx, 1000, &v);
+	expect(&v, AG_ACT_REJECT, "552", "5.3.4", "next message sees the rule");
+	fx_close(&fx);
+}
+
+static int
+reset_db(void **state)
+{
+	char p[160];
+
+	(void)state;
+	unlink(dbpath);
+	snprintf(p, sizeof(p), "%s-journal", dbpath);
+	unlink(p);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_no_rules_accepts, reset_db),
+		cmocka_unit_test_setup(test_size_limits, reset_db),
+		cmocka_unit_test_setup(test_rcpt_limit, reset_db),
+		cmocka_unit_test_setup(test_rcpt_domain_size, reset_db),
+		cmocka_unit_test_setup(test_dry_run, reset_db),
+		cmocka_unit_test_setup(test_database_failure, reset_db),
+		cmocka_unit_test_setup(test_protocol_misuse, reset_db),
+		cmocka_unit_test_setup(test_snapshot_pinned, reset_db),
+	};
+
+	ag_log_open("t_session", LOG_MAIL, 0);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
