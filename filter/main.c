@@ -266,6 +266,14 @@ milter_thread(void *arg)
 	return NULL;
 }
 
+/* Equal optional strings (both unset, or the same text)? */
+static bool
+same_opt(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /* Reload the config file on SIGHUP; keep the old one on any error. */
 static void
 reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
@@ -278,10 +286,11 @@ reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
 		return;
 	}
 	if (strcmp(cfg->socket, (*cur)->socket) != 0 ||
-	    ((cfg->user_id == NULL) != ((*cur)->user_id == NULL)) ||
-	    (cfg->user_id != NULL && strcmp(cfg->user_id, (*cur)->user_id) != 0)) {
-		ag_log_notice("reload: Socket and UserID changes take effect "
-		    "at the next restart");
+	    !same_opt(cfg->user_id, (*cur)->user_id) ||
+	    !same_opt(cfg->pid_file, (*cur)->pid_file) ||
+	    cfg->umask != (*cur)->umask) {
+		ag_log_notice("reload: Socket, UserID, UMask and PidFile "
+		    "changes take effect at the next restart");
 	}
 	ag_log_set_level(cfg->log_level);
 	ag_log_set_facility(cfg->log_facility);

@@ -6,6 +6,7 @@
  * Thread safety: libmilter runs one thread per MTA connection; the only
  * shared state is the engine (thread-safe) and an atomic counter.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <libmilter/mfapi.h>
@@ -17,11 +18,59 @@
 static struct ag_engine *engine;
 static unsigned active;
 
-/* The connection of CTX, or NULL (e.g. a callback after a failed connect). */
+/*
+ * What libmilter keeps for us per MTA connection: the negotiated no-reply
+ * flags (a callback for a no-reply step must answer SMFIS_NOREPLY) and the
+ * session, made at connect.
+ */
+struct mconn {
+	unsigned long noreply;	/* SMFIP_NR_* agreed at negotiation */
+	struct ag_conn *conn;
+};
+
+/* Steps whose answer is always "continue": the MTA need not wait. */
+#define AG_NOREPLY_STEPS (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_HDR)
+
+/*
+ * The no-reply flags of the last negotiation.  A connection that follows
+ * SMFIC_QUIT_NC on the same milter connection is not negotiated again
+ * (and xxfi_close has freed its record), so it inherits these.
+ */
+static unsigned long last_noreply;
+
+/* The per-connection record of CTX, made on first use; NULL if no memory. */
+static struct mconn *
+mconn_of(SMFICTX *ctx)
+{
+	struct mconn *m = smfi_getpriv(ctx);
+
+	if (m == NULL) {
+		m = calloc(1, sizeof(*m));
+		if (m != NULL) {
+			m->noreply = __atomic_load_n(&last_noreply,
+			    __ATOMIC_RELAXED);
+			smfi_setpriv(ctx, m);
+		}
+	}
+	return m;
+}
+
+/* The session of CTX, or NULL (e.g. out of memory at connect). */
 static struct ag_conn *
 conn_of(SMFICTX *ctx)
 {
-	return smfi_getpriv(ctx);
+	struct mconn *m = smfi_getpriv(ctx);
+
+	return m != NULL ? m->conn : NULL;
+}
+
+/* The reply for a step that may have been negotiated to no-reply. */
+static sfsistat
+maybe_noreply(SMFICTX *ctx, unsigned long step, sfsistat r)
+{
+	struct mconn *m = smfi_getpriv(ctx);
+
+	return m != NULL && (m->noreply & step) != 0 ? SMFIS_NOREPLY : r;
 }
 
 /* Remember the queue id whenever the MTA sends it. */
@@ -84,9 +133,16 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	unsigned long want = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE |
 	    SMFIF_SETSYMLIST;
 	unsigned long skip = SMFIP_NOUNKNOWN | SMFIP_NODATA;
+	struct mconn *m = mconn_of(ctx);
 
 	*pf0 = f0 & want;
-	*pf1 = f1 & skip;
+	*pf1 = f1 & (skip | AG_NOREPLY_STEPS);
+	if (m == NULL) {
+		*pf1 &= ~(unsigned long)AG_NOREPLY_STEPS;
+	} else {
+		m->noreply = *pf1 & AG_NOREPLY_STEPS;
+		__atomic_store_n(&last_noreply, m->noreply, __ATOMIC_RELAXED);
+	}
 	*pf2 = 0;
 	*pf3 = 0;
 	if (f0 & SMFIF_SETSYMLIST) {
@@ -110,20 +166,22 @@ cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 		.daemon_name = smfi_getsymval(ctx, "{daemon_name}"),
 		.mta_name = smfi_getsymval(ctx, "j"),
 	};
+	struct mconn *m = mconn_of(ctx);
 	struct ag_verdict v;
-	struct ag_conn *c;
 
 	if (info.client_name == NULL) {
 		info.client_name = hostname;
 	}
-	c = ag_conn_new(engine, &info, &v);
-	if (c == NULL) {
+	if (m != NULL && m->conn == NULL) {
+		m->conn = ag_conn_new(engine, &info, &v);
+	}
+	if (m == NULL || m->conn == NULL) {
+		/* answered at the next step that can answer */
 		ag_log_err("out of memory at connect");
-		return no_conn(ctx);
+		return maybe_noreply(ctx, SMFIP_NR_CONN, no_conn(ctx));
 	}
 	__atomic_add_fetch(&active, 1, __ATOMIC_RELAXED);
-	smfi_setpriv(ctx, c);
-	return reply(ctx, &v);
+	return maybe_noreply(ctx, SMFIP_NR_CONN, reply(ctx, &v));
 }
 
 static sfsistat
@@ -133,10 +191,10 @@ cb_helo(SMFICTX *ctx, char *helo)
 	struct ag_verdict v;
 
 	if (c == NULL) {
-		return no_conn(ctx);
+		return maybe_noreply(ctx, SMFIP_NR_HELO, no_conn(ctx));
 	}
 	ag_conn_helo(c, helo, &v);
-	return reply(ctx, &v);
+	return maybe_noreply(ctx, SMFIP_NR_HELO, reply(ctx, &v));
 }
 
 static sfsistat
@@ -175,10 +233,10 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 	struct ag_verdict v;
 
 	if (c == NULL) {
-		return no_conn(ctx);
+		return maybe_noreply(ctx, SMFIP_NR_HDR, no_conn(ctx));
 	}
 	ag_conn_header(c, name, value, &v);
-	return reply(ctx, &v);
+	return maybe_noreply(ctx, SMFIP_NR_HDR, reply(ctx, &v));
 }
 
 static sfsistat
@@ -262,13 +320,17 @@ cb_abort(SMFICTX *ctx)
 static sfsistat
 cb_close(SMFICTX *ctx)
 {
-	struct ag_conn *c = conn_of(ctx);
+	struct mconn *m = smfi_getpriv(ctx);
 
-	if (c != NULL) {
-		smfi_setpriv(ctx, NULL);
-		ag_conn_free(c);
+	if (m == NULL) {
+		return SMFIS_CONTINUE;
+	}
+	smfi_setpriv(ctx, NULL);
+	if (m->conn != NULL) {
+		ag_conn_free(m->conn);
 		__atomic_sub_fetch(&active, 1, __ATOMIC_RELAXED);
 	}
+	free(m);
 	return SMFIS_CONTINUE;
 }
 

@@ -120,9 +120,10 @@ ag_status ag_domain_normalize(const char *in, char *out, size_t outsz);
 bool ag_domain_match(const char *pattern, const char *domain);
 
 /*
- * Parse an ESMTP SIZE= value (RFC 1870): 1 to 20 decimal digits, nothing
- * else.  Values above UINT64_MAX saturate at UINT64_MAX (and return
- * AG_OK: they are merely very large).  Empty, signs, non-digits: AG_INVALID.
+ * Parse an ESMTP SIZE= value (RFC 1870): decimal digits, nothing else
+ * (RFC 1870 allows 1 to 20; longer runs are accepted too).  Values above
+ * UINT64_MAX saturate at UINT64_MAX (and return AG_OK: they are merely
+ * very large).  Empty, signs, non-digits: AG_INVALID.
  */
 ag_status ag_size_parse(const char *s, uint64_t *out);
 

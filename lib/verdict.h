@@ -39,7 +39,8 @@ void ag_verdict_continue(struct ag_verdict *v);
 /*
  * Set V to ACTION with codes RCODE ("552") and XCODE ("5.3.4") and a text
  * made from FMT; the formatted text is passed through ag_reply_sanitize().
- * REASON is a static string for logs.
+ * REASON is a static string for logs.  Every other field is reset
+ * (rule_id 0, dry_run false): set them after this call.
  */
 void ag_verdict_set(struct ag_verdict *v, enum ag_action action,
     const char *rcode, const char *xcode, const char *reason,
@@ -52,8 +53,9 @@ bool ag_verdict_is_final(const struct ag_verdict *v);
 const char *ag_action_name(enum ag_action a);
 
 /*
- * Configured failure actions (On-DatabaseError ...): "tempfail" or
- * "accept".  Returns 0 and sets *out, or -1 for an unknown name.
+ * Configured failure actions (On-DatabaseError ...): "tempfail",
+ * "accept" or "reject" (case-insensitive).  Returns 0 and sets *out, or
+ * -1 for an unknown name.
  */
 int ag_action_parse(const char *name, enum ag_action *out);
 

@@ -1,0 +1,71 @@
+/*
+ * config.h - authgate.conf: parsing and validation into an immutable,
+ * reference-counted snapshot.
+ *
+ * The file is keyword/value lines in the style of opendkim.conf:
+ *     # comment
+ *     Keyword   value ...
+ * Keywords are case-insensitive; each may appear once; unknown keywords
+ * are errors.  The table of keywords (name, type, default, bounds, doc)
+ * lives in config.c and is the single source for parsing, `authgate -n`
+ * and the man-page test.
+ *
+ * Thread safety: a loaded config is never modified; ag_config_ref() and
+ * ag_config_unref() may be called from any thread.
+ */
+#ifndef AG_CONFIG_H
+#define AG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "addr.h"
+#include "status.h"
+#include "verdict.h"
+
+#define AG_CONFIG_DEFAULT_FILE "/etc/authgate/authgate.conf"
+#define AG_CONFIG_DEFAULT_SOCKET "unix:/run/authgate/authgate.sock"
+#define AG_CONFIG_DEFAULT_DATABASE "/var/lib/authgate/authgate.db"
+
+struct ag_config {
+	char *file;		/* path read, or NULL for embedded defaults */
+	char *socket;		/* Socket: unix:PATH, inet:PORT@ADDR, inet6:PORT@ADDR */
+	char *database;		/* Database: SQLite file */
+	char *authserv_id;	/* AuthservID: default the host name */
+	char *user_id;		/* UserID: user[:group], NULL = stay as started */
+	mode_t umask;		/* UMask: default 0007 */
+	char *pid_file;		/* PidFile: NULL = none */
+	int log_level;		/* LogLevel: syslog priority, default LOG_INFO */
+	int log_facility;	/* LogFacility: default LOG_MAIL */
+	struct ag_cidr_list trusted; /* TrustedNetworks: default 127.0.0.0/8, ::1 */
+	bool dry_run;		/* DryRun: decide and log, accept everything */
+	enum ag_action on_database_error; /* On-DatabaseError: tempfail|accept */
+	enum ag_action on_internal_error; /* On-InternalError: tempfail|accept */
+	unsigned policy_check_interval; /* PolicyCheckInterval: seconds, default 2 */
+	unsigned database_timeout; /* DatabaseTimeout: ms to wait for a lock, default 2000 */
+};
+
+/*
+ * Load FILE (NULL: embedded defaults only, no file read) into a new
+ * snapshot with one reference.  On error returns AG_INVALID (syntax,
+ * range, unknown keyword: ERR holds "file:line: message") or
+ * AG_PERMFAIL (cannot read: ERR holds "file: strerror"), and *OUT is NULL.
+ */
+ag_status ag_config_load(const char *file, struct ag_config **out,
+    char *err, size_t errlen);
+
+/* The same from a string; NAME is used in messages in place of a path. */
+ag_status ag_config_load_string(const char *text, const char *name,
+    struct ag_config **out, char *err, size_t errlen);
+
+struct ag_config *ag_config_ref(struct ag_config *c);
+void ag_config_unref(struct ag_config *c);	/* NULL is fine */
+
+/* Print every effective setting as "Keyword value" lines, in table order. */
+void ag_config_dump(const struct ag_config *c, FILE *fp);
+
+/* The keyword table's names, NULL-terminated (for docs and tests). */
+const char *const *ag_config_keywords(void);
+
+#endif
