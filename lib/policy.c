@@ -1,2 +1,573 @@
-/* policy.c - placeholder, being written */
+/*
+ * policy.c - the rule model: condition syntax, matching one transaction
+ * (or one recipient) against a rule, and the precedence that turns the
+ * rules into one value per setting.
+ *
+ * A snapshot (struct ag_policy) owns its rules, sorted by priority then
+ * id, and is never modified after ag_policy_new(): any number of threads
+ * may evaluate it at once.  Evaluation is a linear scan; the per-rule
+ * field masks kept beside the rules are where an index by field (client
+ * networks, sender domains) would hang later.
+ *
+ * The null sender: it has no address and no domain.  A sender-domain
+ * condition never matches it; a sender condition matches it only when
+ * written "<>".  Facts that are unknown (no client address on a unix
+ * socket, no HELO, no MAIL FROM yet, no recipient at transaction level)
+ * never satisfy a condition on them.  Addresses compare without regard
+ * to case (local part included); sasl-user compares exactly;
+ * authenticated=yes means a SASL user is known.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
 #include "policy.h"
+
+/* SASL user names: RFC 4616 allows 255 octets for authcid. */
+#define AG_SASL_USER_MAX 255
+
+struct ag_policy {
+	size_t n;
+	struct ag_rule *rules;	/* sorted: priority asc, then id asc */
+	unsigned *fields;	/* per rule: bit (1 << field) per condition */
+};
+
+static const char *const field_names[AG_F_COUNT] = {
+	[AG_F_CLIENT] = "client",
+	[AG_F_HELO] = "helo",
+	[AG_F_SENDER] = "sender",
+	[AG_F_SENDER_DOMAIN] = "sender-domain",
+	[AG_F_SASL_USER] = "sasl-user",
+	[AG_F_RCPT] = "rcpt",
+	[AG_F_RCPT_DOMAIN] = "rcpt-domain",
+	[AG_F_TRUSTED] = "trusted",
+	[AG_F_AUTHENTICATED] = "authenticated",
+};
+
+/* The field's name, or "?" for a value out of range. */
+const char *
+ag_field_name(enum ag_field f)
+{
+	if ((unsigned)f >= AG_F_COUNT) {
+		return "?";
+	}
+	return field_names[f];
+}
+
+/* Exact (case-sensitive) lookup of a field name. */
+int
+ag_field_parse(const char *name, enum ag_field *out)
+{
+	unsigned i;
+
+	if (name == NULL) {
+		return -1;
+	}
+	for (i = 0; i < AG_F_COUNT; i++) {
+		if (strcmp(name, field_names[i]) == 0) {
+			*out = (enum ag_field)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Copy S into OUT or fail with "too long". */
+static ag_status
+copy_out(const char *s, char *out, size_t outsz, char *err, size_t errlen)
+{
+	if (strlen(s) >= outsz) {
+		snprintf(err, errlen, "value too long");
+		return AG_INVALID;
+	}
+	memcpy(out, s, strlen(s) + 1);
+	return AG_OK;
+}
+
+/* An IP address or CIDR network, in canonical text. */
+static ag_status
+norm_client(const char *value, char *out, size_t outsz, char *err,
+    size_t errlen)
+{
+	struct ag_cidr c;
+	char buf[AG_CIDR_STRLEN];
+
+	if (ag_cidr_parse(value, &c) != AG_OK) {
+		snprintf(err, errlen, "not an IP address or CIDR network");
+		return AG_INVALID;
+	}
+	ag_cidr_format(&c, buf, sizeof(buf));
+	return copy_out(buf, out, outsz, err, errlen);
+}
+
+/* "example.com" or ".example.com" (every proper subdomain). */
+static ag_status
+norm_domain_pattern(const char *value, char *out, size_t outsz, char *err,
+    size_t errlen)
+{
+	char buf[AG_ADDR_DOMAIN_MAX + 2];
+	const char *name = value;
+	size_t off = 0;
+
+	if (value[0] == '.') {
+		buf[0] = '.';
+		name++;
+		off = 1;
+	}
+	if (name[0] == '\0' || name[0] == '.' ||
+	    ag_domain_normalize(name, buf + off, sizeof(buf) - off) != AG_OK ||
+	    buf[off] == '\0') {
+		snprintf(err, errlen, "not a domain name (or .domain for "
+		    "subdomains)");
+		return AG_INVALID;
+	}
+	return copy_out(buf, out, outsz, err, errlen);
+}
+
+/* A local part as an administrator writes it: printable, no space, no '@'. */
+static bool
+local_part_ok(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > AG_ADDR_LOCAL_MAX) {
+		return false;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch <= 0x20 || ch == 0x7f || ch == '@' || ch == '<' ||
+		    ch == '>') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * "local@domain", optionally in angle brackets; "<>" for the null sender
+ * when NULL_OK.  The domain is normalized, the local part kept as given.
+ */
+static ag_status
+norm_address(const char *value, bool null_ok, char *out, size_t outsz,
+    char *err, size_t errlen)
+{
+	char buf[AG_ADDR_MAX + 8], dom[AG_ADDR_DOMAIN_MAX + 1];
+	const char *at, *s = value;
+	size_t len = strlen(value);
+
+	if (strcmp(value, "<>") == 0) {
+		if (!null_ok) {
+			snprintf(err, errlen, "the null address <> is not a "
+			    "recipient");
+			return AG_INVALID;
+		}
+		return copy_out("<>", out, outsz, err, errlen);
+	}
+	if (len >= 2 && s[0] == '<' && s[len - 1] == '>') {
+		s++;
+		len -= 2;
+	}
+	at = memchr(s, '@', len);
+	if (at == NULL || !local_part_ok(s, (size_t)(at - s)) ||
+	    (size_t)(at + 1 - s) >= len || len - (size_t)(at + 1 - s) >
+	    AG_ADDR_DOMAIN_MAX) {
+		snprintf(err, errlen, "not a mail address local@domain%s",
+		    null_ok ? " (or <> for the null sender)" : "");
+		return AG_INVALID;
+	}
+	memcpy(buf, at + 1, len - (size_t)(at + 1 - s));
+	buf[len - (size_t)(at + 1 - s)] = '\0';
+	if (ag_domain_normalize(buf, dom, sizeof(dom)) != AG_OK) {
+		snprintf(err, errlen, "bad domain in mail address");
+		return AG_INVALID;
+	}
+	if ((size_t)snprintf(buf, sizeof(buf), "%.*s@%s", (int)(at - s), s,
+	    dom) >= sizeof(buf)) {
+		snprintf(err, errlen, "value too long");
+		return AG_INVALID;
+	}
+	return copy_out(buf, out, outsz, err, errlen);
+}
+
+/* A SASL user name: kept exactly, no control characters. */
+static ag_status
+norm_sasl_user(const char *value, char *out, size_t outsz, char *err,
+    size_t errlen)
+{
+	size_t i, len = strlen(value);
+
+	if (len == 0 || len > AG_SASL_USER_MAX) {
+		snprintf(err, errlen, "a SASL user name is 1 to %d bytes",
+		    AG_SASL_USER_MAX);
+		return AG_INVALID;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)value[i];
+
+		if (ch < 0x20 || ch == 0x7f) {
+			snprintf(err, errlen, "control character in SASL user "
+			    "name");
+			return AG_INVALID;
+		}
+	}
+	return copy_out(value, out, outsz, err, errlen);
+}
+
+/* "yes" or "no", in any case. */
+static ag_status
+norm_yesno(const char *value, char *out, size_t outsz, char *err,
+    size_t errlen)
+{
+	if (strcasecmp(value, "yes") == 0) {
+		return copy_out("yes", out, outsz, err, errlen);
+	}
+	if (strcasecmp(value, "no") == 0) {
+		return copy_out("no", out, outsz, err, errlen);
+	}
+	snprintf(err, errlen, "must be yes or no");
+	return AG_INVALID;
+}
+
+/* Validate VALUE for field F and write its canonical text into OUT. */
+ag_status
+ag_match_normalize(enum ag_field f, const char *value, char *out,
+    size_t outsz, char *err, size_t errlen)
+{
+	char dummy[1];
+
+	if (err == NULL || errlen == 0) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	if (value == NULL || out == NULL || outsz == 0) {
+		snprintf(err, errlen, "missing value");
+		return AG_INVALID;
+	}
+	switch (f) {
+	case AG_F_CLIENT:
+		return norm_client(value, out, outsz, err, errlen);
+	case AG_F_HELO:
+	case AG_F_SENDER_DOMAIN:
+	case AG_F_RCPT_DOMAIN:
+		return norm_domain_pattern(value, out, outsz, err, errlen);
+	case AG_F_SENDER:
+		return norm_address(value, true, out, outsz, err, errlen);
+	case AG_F_RCPT:
+		return norm_address(value, false, out, outsz, err, errlen);
+	case AG_F_SASL_USER:
+		return norm_sasl_user(value, out, outsz, err, errlen);
+	case AG_F_TRUSTED:
+	case AG_F_AUTHENTICATED:
+		return norm_yesno(value, out, outsz, err, errlen);
+	case AG_F_COUNT:
+		break;
+	}
+	snprintf(err, errlen, "unknown field");
+	return AG_INVALID;
+}
+
+/* Does the normalized pattern "local@domain" (or "<>") match A? */
+static bool
+address_matches(const char *pattern, const struct ag_mailaddr *a)
+{
+	const char *at;
+	size_t llen;
+
+	if (a == NULL) {
+		return false;
+	}
+	if (a->is_null) {
+		return strcmp(pattern, "<>") == 0;
+	}
+	at = strrchr(pattern, '@');
+	if (at == NULL) {
+		return false;
+	}
+	llen = (size_t)(at - pattern);
+	return strlen(a->local) == llen &&
+	    strncasecmp(a->local, pattern, llen) == 0 &&
+	    strcasecmp(a->domain, at + 1) == 0;
+}
+
+/* A domain condition against an address's domain; never the null sender. */
+static bool
+addr_domain_matches(const char *pattern, const struct ag_mailaddr *a)
+{
+	if (a == NULL || a->is_null || a->domain[0] == '\0') {
+		return false;
+	}
+	return ag_domain_match(pattern, a->domain);
+}
+
+/* Does one condition hold for F? */
+static bool
+match_one(const struct ag_match *m, const struct ag_facts *f)
+{
+	switch (m->field) {
+	case AG_F_CLIENT:
+		return f->client != NULL && f->client->family != 0 &&
+		    ag_cidr_match(&m->cidr, f->client);
+	case AG_F_HELO:
+		return f->helo != NULL && f->helo[0] != '\0' &&
+		    ag_domain_match(m->value, f->helo);
+	case AG_F_SENDER:
+		return address_matches(m->value, f->sender);
+	case AG_F_SENDER_DOMAIN:
+		return addr_domain_matches(m->value, f->sender);
+	case AG_F_SASL_USER:
+		return f->sasl_user != NULL &&
+		    strcmp(m->value, f->sasl_user) == 0;
+	case AG_F_RCPT:
+		return f->rcpt != NULL && !f->rcpt->is_null &&
+		    address_matches(m->value, f->rcpt);
+	case AG_F_RCPT_DOMAIN:
+		return addr_domain_matches(m->value, f->rcpt);
+	case AG_F_TRUSTED:
+		return m->yes == f->trusted;
+	case AG_F_AUTHENTICATED:
+		return m->yes ==
+		    (f->sasl_user != NULL && f->sasl_user[0] != '\0');
+	case AG_F_COUNT:
+		break;
+	}
+	return false;
+}
+
+/* AND across fields, OR within one field. */
+bool
+ag_rule_matches(const struct ag_rule *r, const struct ag_facts *f)
+{
+	unsigned present = 0, held = 0, bit;
+	size_t i;
+
+	if (r == NULL || f == NULL) {
+		return false;
+	}
+	for (i = 0; i < r->nmatch; i++) {
+		const struct ag_match *m = &r->match[i];
+
+		if ((unsigned)m->field >= AG_F_COUNT) {
+			return false;	/* never from a snapshot */
+		}
+		bit = 1u << m->field;
+		present |= bit;
+		if ((held & bit) == 0 && match_one(m, f)) {
+			held |= bit;
+		}
+	}
+	return present == held;
+}
+
+/* Free the contents of one rule and zero it. */
+void
+ag_rule_clear(struct ag_rule *r)
+{
+	size_t i;
+
+	if (r == NULL) {
+		return;
+	}
+	for (i = 0; i < r->nmatch; i++) {
+		free(r->match[i].value);
+	}
+	free(r->match);
+	free(r->comment);
+	memset(r, 0, sizeof(*r));
+}
+
+/*
+ * Normalize M's value in place and fill its parsed forms, so that a
+ * snapshot never depends on its builder having done so.
+ */
+static ag_status
+match_compile(struct ag_match *m)
+{
+	char buf[AG_ADDR_MAX + 8], err[128];
+	char *v;
+	ag_status st;
+
+	st = ag_match_normalize(m->field, m->value, buf, sizeof(buf), err,
+	    sizeof(err));
+	if (st != AG_OK) {
+		return st;
+	}
+	if (strcmp(buf, m->value) != 0) {
+		if ((v = strdup(buf)) == NULL) {
+			return AG_NOMEM;
+		}
+		free(m->value);
+		m->value = v;
+	}
+	memset(&m->cidr, 0, sizeof(m->cidr));
+	m->yes = false;
+	if (m->field == AG_F_CLIENT && ag_cidr_parse(m->value, &m->cidr) !=
+	    AG_OK) {
+		return AG_INVALID;
+	}
+	if (m->field == AG_F_TRUSTED || m->field == AG_F_AUTHENTICATED) {
+		m->yes = strcmp(m->value, "yes") == 0;
+	}
+	return AG_OK;
+}
+
+/* Precedence order: priority ascending, then id ascending. */
+static int
+rule_cmp(const void *a, const void *b)
+{
+	const struct ag_rule *x = a, *y = b;
+
+	if (x->priority != y->priority) {
+		return x->priority < y->priority ? -1 : 1;
+	}
+	if (x->id != y->id) {
+		return x->id < y->id ? -1 : 1;
+	}
+	return 0;
+}
+
+/* Build a snapshot; owns RULES from the start, also on failure. */
+ag_status
+ag_policy_new(struct ag_rule *rules, size_t nrules, struct ag_policy **out)
+{
+	struct ag_policy *p;
+	ag_status st = AG_OK;
+	size_t i, j;
+
+	*out = NULL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		st = AG_NOMEM;
+		goto fail;
+	}
+	p->n = nrules;
+	p->rules = rules;
+	rules = NULL;
+	p->fields = calloc(nrules ? nrules : 1, sizeof(*p->fields));
+	if (p->fields == NULL) {
+		ag_policy_free(p);
+		return AG_NOMEM;
+	}
+	for (i = 0; i < p->n && st == AG_OK; i++) {
+		for (j = 0; j < p->rules[i].nmatch && st == AG_OK; j++) {
+			st = match_compile(&p->rules[i].match[j]);
+		}
+	}
+	if (st != AG_OK) {
+		ag_policy_free(p);
+		return st;
+	}
+	if (p->n > 1) {
+		qsort(p->rules, p->n, sizeof(*p->rules), rule_cmp);
+	}
+	for (i = 0; i < p->n; i++) {
+		for (j = 0; j < p->rules[i].nmatch; j++) {
+			p->fields[i] |= 1u << p->rules[i].match[j].field;
+		}
+	}
+	*out = p;
+	return AG_OK;
+fail:
+	for (i = 0; i < nrules; i++) {
+		ag_rule_clear(&rules[i]);
+	}
+	free(rules);
+	return st;
+}
+
+/* Free a snapshot and every rule in it. */
+void
+ag_policy_free(struct ag_policy *p)
+{
+	size_t i;
+
+	if (p == NULL) {
+		return;
+	}
+	for (i = 0; i < p->n; i++) {
+		ag_rule_clear(&p->rules[i]);
+	}
+	free(p->rules);
+	free(p->fields);
+	free(p);
+}
+
+/* Number of rules, disabled ones included. */
+size_t
+ag_policy_count(const struct ag_policy *p)
+{
+	return p == NULL ? 0 : p->n;
+}
+
+/* The I-th rule in precedence order, or NULL past the end. */
+const struct ag_rule *
+ag_policy_rule(const struct ag_policy *p, size_t i)
+{
+	if (p == NULL || i >= p->n) {
+		return NULL;
+	}
+	return &p->rules[i];
+}
+
+/* Take VALUE from rule R for setting S unless an earlier rule set it. */
+static void
+setting_take(struct ag_setting *s, int64_t value, const struct ag_rule *r)
+{
+	if (s->value != AG_LIMIT_UNSET || value < 0) {
+		return;
+	}
+	if (r->dry_run) {
+		if (s->trial == AG_LIMIT_UNSET) {
+			s->trial = value;
+			s->trial_rule_id = r->id;
+		}
+		return;
+	}
+	s->value = value;
+	s->rule_id = r->id;
+}
+
+/* No rule has set S yet. */
+static void
+setting_init(struct ag_setting *s)
+{
+	s->value = AG_LIMIT_UNSET;
+	s->rule_id = 0;
+	s->trial = AG_LIMIT_UNSET;
+	s->trial_rule_id = 0;
+}
+
+/* First matching enabled rule not in dry run that sets a setting decides it. */
+void
+ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
+    struct ag_eval *out)
+{
+	size_t i;
+
+	setting_init(&out->max_size);
+	setting_init(&out->max_rcpts);
+	out->nmatched = 0;
+	if (p == NULL || f == NULL) {
+		return;
+	}
+	for (i = 0; i < p->n; i++) {
+		const struct ag_rule *r = &p->rules[i];
+
+		if (!r->enabled) {
+			continue;
+		}
+		/* Cheap pre-check: recipient conditions need a recipient. */
+		if (f->rcpt == NULL && (p->fields[i] &
+		    ((1u << AG_F_RCPT) | (1u << AG_F_RCPT_DOMAIN))) != 0) {
+			continue;
+		}
+		if (!ag_rule_matches(r, f)) {
+			continue;
+		}
+		out->nmatched++;
+		setting_take(&out->max_size, r->max_size, r);
+		setting_take(&out->max_rcpts, r->max_rcpts, r);
+	}
+}

@@ -10,7 +10,8 @@
  * Precedence: rules are ordered by priority (lower number first), then id
  * (older first).  For each setting, the first enabled matching rule that
  * sets it decides (so a narrow rule at priority 10 sets max-size while the
- * default rule at priority 1000 still provides max-rcpts).  Later issues
+ * default rule at priority 1000 still provides max-rcpts).  A rule in dry
+ * run is only tried: it never decides (see struct ag_setting).  Later issues
  * add settings (rate limits, SPF/DKIM actions) that follow the same rule,
  * except rate limits, which layer: every matching rule's limits apply,
  * down to an --exempt rule.
@@ -91,11 +92,17 @@ struct ag_facts {
 	const struct ag_mailaddr *rcpt;	/* NULL: transaction-level */
 };
 
-/* Which rule set each setting, and its value. */
+/*
+ * Which rule sets a setting, and its value.  A rule in dry run never
+ * decides (it must not loosen what is enforced): VALUE comes from the
+ * first matching rule not in dry run.  A dry-run rule ahead of it is
+ * reported in TRIAL, so its outcome can be logged as "would".
+ */
 struct ag_setting {
-	int64_t value;		/* AG_LIMIT_UNSET when no rule sets it */
+	int64_t value;		/* enforced; AG_LIMIT_UNSET when no rule sets it */
 	int64_t rule_id;
-	bool dry_run;
+	int64_t trial;		/* first dry-run rule's value ahead of it, or unset */
+	int64_t trial_rule_id;
 };
 
 struct ag_eval {

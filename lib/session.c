@@ -32,9 +32,7 @@ struct msg {
 	bool have_declared;
 	uint64_t declared_size;		/* SIZE= */
 	uint64_t size;			/* counted so far (saturating) */
-	int64_t size_limit;		/* effective max-size, AG_LIMIT_UNSET */
-	int64_t size_rule;
-	bool size_dry;
+	struct ag_setting size_limit;	/* smallest max-size that applies */
 	size_t nrcpt_ok;
 	size_t nrcpt_bad;
 	struct ag_verdict would;	/* first dry-run decision, for the log */
@@ -296,6 +294,52 @@ size_verdict(struct ag_verdict *v, int64_t limit, int64_t rule)
 	v->rule_id = rule;
 }
 
+/* Set V to the refusal of one recipient over LIMIT from RULE. */
+static void
+rcpts_verdict(struct ag_verdict *v, int64_t limit, int64_t rule)
+{
+	ag_verdict_set(v, AG_ACT_TEMPFAIL, "452", "4.5.3", "rcpts",
+	    "Too many recipients for this message (limit %lld): send the "
+	    "rest in another message", (long long)limit);
+	v->rule_id = rule;
+}
+
+/*
+ * Is AMOUNT over the setting S?  Over the enforced value, V becomes the
+ * verdict MK makes (final, unless DryRun); over a tried dry-run value only,
+ * the outcome is remembered for the log.  Returns true when V is final.
+ */
+static bool
+over_limit(struct ag_conn *c, const struct ag_setting *s, uint64_t amount,
+    void (*mk)(struct ag_verdict *, int64_t, int64_t), struct ag_verdict *v)
+{
+	if (s->value != AG_LIMIT_UNSET && amount > (uint64_t)s->value) {
+		mk(v, s->value, s->rule_id);
+		return decide(c, false, v);
+	}
+	if (s->trial != AG_LIMIT_UNSET && amount > (uint64_t)s->trial) {
+		mk(v, s->trial, s->trial_rule_id);
+		decide(c, true, v);
+	}
+	return false;
+}
+
+/* Keep in ACC the smaller of each part of ACC and S. */
+static void
+setting_min(struct ag_setting *acc, const struct ag_setting *s)
+{
+	if (s->value != AG_LIMIT_UNSET &&
+	    (acc->value == AG_LIMIT_UNSET || s->value < acc->value)) {
+		acc->value = s->value;
+		acc->rule_id = s->rule_id;
+	}
+	if (s->trial != AG_LIMIT_UNSET &&
+	    (acc->trial == AG_LIMIT_UNSET || s->trial < acc->trial)) {
+		acc->trial = s->trial;
+		acc->trial_rule_id = s->trial_rule_id;
+	}
+}
+
 /* Start a message: pin a snapshot and check what MAIL FROM declares. */
 static void
 mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
@@ -323,13 +367,9 @@ mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
 	}
 	facts_fill(c, NULL, &f);
 	ag_policy_eval(m->snap->policy, &f, &ev);
-	m->size_limit = ev.max_size.value;
-	m->size_rule = ev.max_size.rule_id;
-	m->size_dry = ev.max_size.dry_run;
-	if (m->have_declared && ev.max_size.value != AG_LIMIT_UNSET &&
-	    m->declared_size > (uint64_t)ev.max_size.value) {
-		size_verdict(v, ev.max_size.value, ev.max_size.rule_id);
-		decide(c, ev.max_size.dry_run, v);
+	m->size_limit = ev.max_size;
+	if (m->have_declared) {
+		over_limit(c, &ev.max_size, m->declared_size, size_verdict, v);
 	}
 }
 
@@ -351,7 +391,8 @@ ag_conn_mail(struct ag_conn *c, char **argv, struct ag_verdict *v)
 		return;
 	}
 	m->snap = ag_engine_acquire(c->eng);
-	m->size_limit = AG_LIMIT_UNSET;
+	m->size_limit.value = AG_LIMIT_UNSET;
+	m->size_limit.trial = AG_LIMIT_UNSET;
 	m->trusted = c->have_ip &&
 	    ag_cidr_list_match(&m->snap->cfg->trusted, &c->ip);
 	c->msg = m;
@@ -382,32 +423,16 @@ rcpt_check(struct ag_conn *c, const struct ag_mailaddr *rcpt,
 
 	facts_fill(c, rcpt, &f);
 	ag_policy_eval(m->snap->policy, &f, &ev);
-	if (ev.max_rcpts.value != AG_LIMIT_UNSET &&
-	    m->nrcpt_ok >= (uint64_t)ev.max_rcpts.value) {
-		ag_verdict_set(v, AG_ACT_TEMPFAIL, "452", "4.5.3", "rcpts",
-		    "Too many recipients for this message (limit %lld): send "
-		    "the rest in another message",
-		    (long long)ev.max_rcpts.value);
-		v->rule_id = ev.max_rcpts.rule_id;
-		if (decide(c, ev.max_rcpts.dry_run, v)) {
-			return;
-		}
+	if (over_limit(c, &ev.max_rcpts, (uint64_t)m->nrcpt_ok + 1,
+	    rcpts_verdict, v)) {
+		return;
 	}
-	if (ev.max_size.value != AG_LIMIT_UNSET && m->have_declared &&
-	    m->declared_size > (uint64_t)ev.max_size.value) {
-		size_verdict(v, ev.max_size.value, ev.max_size.rule_id);
-		if (decide(c, ev.max_size.dry_run, v)) {
-			return;
-		}
+	if (m->have_declared &&
+	    over_limit(c, &ev.max_size, m->declared_size, size_verdict, v)) {
+		return;
 	}
 	/* the message must fit the smallest limit of its recipients */
-	if (ev.max_size.value != AG_LIMIT_UNSET &&
-	    (m->size_limit == AG_LIMIT_UNSET ||
-	    ev.max_size.value < m->size_limit)) {
-		m->size_limit = ev.max_size.value;
-		m->size_rule = ev.max_size.rule_id;
-		m->size_dry = ev.max_size.dry_run;
-	}
+	setting_min(&m->size_limit, &ev.max_size);
 }
 
 void
@@ -439,17 +464,7 @@ ag_conn_rcpt(struct ag_conn *c, char **argv, struct ag_verdict *v)
 static void
 size_so_far(struct ag_conn *c, struct ag_verdict *v)
 {
-	struct msg *m = c->msg;
-
-	if (m->size_limit != AG_LIMIT_UNSET &&
-	    m->size > (uint64_t)m->size_limit) {
-		size_verdict(v, m->size_limit, m->size_rule);
-		if (decide(c, m->size_dry, v)) {
-			return;
-		}
-		/* dry run: count on, but decide only once */
-		m->size_limit = AG_LIMIT_UNSET;
-	}
+	over_limit(c, &c->msg->size_limit, c->msg->size, size_verdict, v);
 }
 
 void

@@ -1,2 +1,772 @@
-/* store.c - placeholder, being written */
+/*
+ * store.c - the SQLite policy store.
+ *
+ * Schema changes are numbered migrations: migrations[i] takes the
+ * database from user_version i to i + 1 and runs in its own IMMEDIATE
+ * transaction together with the version bump, so a crash or a second
+ * process migrating at the same time leaves either the old or the new
+ * schema.  A new table is one more string in migrations[] and one more
+ * in AG_STORE_SCHEMA_VERSION (a static assertion keeps them together).
+ *
+ * Every statement is prepared with bound parameters; the only SQL built
+ * with printf is "PRAGMA user_version = N" with an integer, which SQLite
+ * cannot bind.
+ *
+ * A handle is one connection, used by one thread at a time (the
+ * connection is opened without SQLite's own mutex).  Errors are kept in
+ * the handle as "PATH: what went wrong".
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
 #include "store.h"
+
+#define AG_STORE_ERR_MAX 512
+#define AG_STORE_VALUE_MAX 512	/* a normalized condition value */
+
+static const char *const migrations[] = {
+	/* 0 -> 1: rules and their conditions */
+	"CREATE TABLE rules ("
+	" id INTEGER PRIMARY KEY,"
+	" priority INTEGER NOT NULL DEFAULT 100,"
+	" enabled INTEGER NOT NULL DEFAULT 1,"
+	" dry_run INTEGER NOT NULL DEFAULT 0,"
+	" comment TEXT,"
+	" max_size INTEGER,"
+	" max_rcpts INTEGER,"
+	" created INTEGER NOT NULL);"
+	"CREATE TABLE rule_match ("
+	" rule_id INTEGER NOT NULL REFERENCES rules(id) ON DELETE CASCADE,"
+	" field TEXT NOT NULL,"
+	" value TEXT NOT NULL);"
+	"CREATE INDEX rule_match_rule_id ON rule_match(rule_id);",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
+    AG_STORE_SCHEMA_VERSION, "one migration per schema version");
+
+struct ag_store {
+	sqlite3 *db;
+	char *path;
+	bool readonly;
+	char errstr[AG_STORE_ERR_MAX];
+};
+
+static ag_status store_err(struct ag_store *s, ag_status st,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Record "PATH: message" in the handle and return ST. */
+static ag_status
+store_err(struct ag_store *s, ag_status st, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(s->errstr, sizeof(s->errstr), "%s: ", s->path);
+	if (n < 0 || (size_t)n >= sizeof(s->errstr)) {
+		return st;	/* the path alone fills it */
+	}
+	va_start(ap, fmt);
+	vsnprintf(s->errstr + n, sizeof(s->errstr) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/*
+ * Map an SQLite result code to a status and record why, naming WHAT was
+ * being done.  Busy and I/O trouble are temporary; the rest is not.
+ */
+static ag_status
+store_sqlerr(struct ag_store *s, int rc, const char *what)
+{
+	const char *msg = s->db != NULL ? sqlite3_errmsg(s->db) :
+	    sqlite3_errstr(rc);
+
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return store_err(s, AG_TEMPFAIL, "database is locked");
+	case SQLITE_NOMEM:
+		return store_err(s, AG_NOMEM, "%s: out of memory", what);
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_PROTOCOL:
+		return store_err(s, AG_TEMPFAIL, "%s: %s", what, msg);
+	case SQLITE_READONLY:
+		return store_err(s, AG_PERMFAIL, "%s: database is read-only",
+		    what);
+	default:
+		return store_err(s, AG_PERMFAIL, "%s: %s", what, msg);
+	}
+}
+
+/* Run SQL that needs no parameters and returns no rows. */
+static ag_status
+store_exec(struct ag_store *s, const char *sql, const char *what)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? AG_OK : store_sqlerr(s, rc, what);
+}
+
+/* One integer from a statement without parameters (a PRAGMA). */
+static ag_status
+store_int(struct ag_store *s, const char *sql, const char *what,
+    int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	} else if (rc == SQLITE_DONE) {
+		*out = 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? AG_OK : store_sqlerr(s, rc, what);
+}
+
+/* End a failed transaction, if one is open. */
+static void
+store_rollback(struct ag_store *s)
+{
+	if (!sqlite3_get_autocommit(s->db)) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+}
+
+/*
+ * Apply the migrations from the current version on, each in its own
+ * transaction.  The version is re-read under the write lock, so two
+ * processes migrating at once do not apply a step twice.
+ */
+static ag_status
+store_migrate(struct ag_store *s)
+{
+	char sql[64];
+	int64_t v;
+	ag_status st;
+
+	for (;;) {
+		st = store_exec(s, "BEGIN IMMEDIATE", "migrating");
+		if (st != AG_OK) {
+			return st;
+		}
+		st = store_int(s, "PRAGMA user_version", "migrating", &v);
+		if (st != AG_OK || v >= AG_STORE_SCHEMA_VERSION) {
+			break;
+		}
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+		    (int)v + 1);
+		st = store_exec(s, migrations[v], "migrating");
+		if (st == AG_OK) {
+			st = store_exec(s, sql, "migrating");
+		}
+		if (st == AG_OK) {
+			st = store_exec(s, "COMMIT", "migrating");
+		}
+		if (st != AG_OK) {
+			break;
+		}
+	}
+	if (st != AG_OK) {
+		store_rollback(s);
+		return st;
+	}
+	return store_exec(s, "COMMIT", "migrating");
+}
+
+/*
+ * Read the schema version and check that the file is a database we can
+ * use: the header (user_version) and the schema table (a quick query,
+ * not a full integrity check).  Sets *V and *NTABLES.
+ */
+static ag_status
+store_probe(struct ag_store *s, int64_t *v, int64_t *ntables)
+{
+	ag_status st;
+
+	st = store_exec(s, "BEGIN", "reading the schema");
+	if (st == AG_OK) {
+		st = store_int(s, "PRAGMA user_version", "reading the schema",
+		    v);
+	}
+	if (st == AG_OK) {
+		st = store_int(s, "SELECT count(*) FROM sqlite_master "
+		    "WHERE type = 'table'", "reading the schema", ntables);
+	}
+	if (st == AG_OK) {
+		st = store_exec(s, "COMMIT", "reading the schema");
+	}
+	if (st != AG_OK) {
+		store_rollback(s);
+	}
+	return st;
+}
+
+/* Bring the schema to the current version, or say why it cannot be. */
+static ag_status
+store_check_schema(struct ag_store *s)
+{
+	int64_t v, ntables;
+	ag_status st;
+
+	st = store_probe(s, &v, &ntables);
+	if (st != AG_OK) {
+		return st;
+	}
+	if (v > AG_STORE_SCHEMA_VERSION) {
+		return store_err(s, AG_PERMFAIL, "database schema version %lld "
+		    "is newer than this authgate (%d)", (long long)v,
+		    AG_STORE_SCHEMA_VERSION);
+	}
+	if (v < 0) {
+		return store_err(s, AG_PERMFAIL, "bad schema version %lld",
+		    (long long)v);
+	}
+	if (v == 0 && ntables > 0) {
+		return store_err(s, AG_PERMFAIL, "not an authgate database "
+		    "(it has tables but no schema version)");
+	}
+	if (v == AG_STORE_SCHEMA_VERSION) {
+		return AG_OK;
+	}
+	if (s->readonly) {
+		return store_err(s, AG_PERMFAIL, "database is read-only and "
+		    "needs migration (schema version %lld, this authgate "
+		    "uses %d)", (long long)v, AG_STORE_SCHEMA_VERSION);
+	}
+	return store_migrate(s);
+}
+
+/* Open the connection itself, with the flags that FLAGS ask for. */
+static ag_status
+store_connect(struct ag_store *s, int flags, int timeout_ms)
+{
+	struct stat sb;
+	int oflags, rc;
+
+	if ((flags & (AG_STORE_CREATE | AG_STORE_READONLY)) !=
+	    AG_STORE_CREATE && stat(s->path, &sb) != 0 && errno == ENOENT) {
+		return store_err(s, AG_PERMFAIL, "no such file");
+	}
+	oflags = SQLITE_OPEN_NOMUTEX;
+	if (flags & AG_STORE_READONLY) {
+		oflags |= SQLITE_OPEN_READONLY;
+	} else {
+		oflags |= SQLITE_OPEN_READWRITE;
+		if (flags & AG_STORE_CREATE) {
+			oflags |= SQLITE_OPEN_CREATE;
+		}
+	}
+	rc = sqlite3_open_v2(s->path, &s->db, oflags, NULL);
+	if (rc != SQLITE_OK) {
+		int e = s->db != NULL ? sqlite3_system_errno(s->db) : 0;
+
+		return store_err(s, (rc & 0xff) == SQLITE_NOMEM ? AG_NOMEM :
+		    AG_PERMFAIL, "%s%s%s", sqlite3_errstr(rc), e ? ": " : "",
+		    e ? strerror(e) : "");
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, timeout_ms > 0 ? timeout_ms : 0);
+	s->readonly = (flags & AG_STORE_READONLY) != 0 ||
+	    sqlite3_db_readonly(s->db, "main") == 1;
+	return store_exec(s, "PRAGMA foreign_keys = ON", "opening");
+}
+
+/* Open, check and migrate the database (see store.h). */
+ag_status
+ag_store_open(const char *path, int flags, int timeout_ms,
+    struct ag_store **out)
+{
+	struct ag_store *s;
+	ag_status st;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		return AG_NOMEM;
+	}
+	s->path = strdup(path != NULL ? path : "");
+	if (s->path == NULL) {
+		free(s);
+		return AG_NOMEM;
+	}
+	*out = s;
+	if (path == NULL || path[0] == '\0') {
+		return store_err(s, AG_INVALID, "no database path");
+	}
+	st = store_connect(s, flags, timeout_ms);
+	if (st == AG_OK) {
+		st = store_check_schema(s);
+	}
+	if (st == AG_OK) {
+		s->errstr[0] = '\0';
+	}
+	return st;
+}
+
+/* Close the connection and free the handle; NULL is fine. */
+void
+ag_store_close(struct ag_store *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	sqlite3_close_v2(s->db);
+	free(s->path);
+	free(s);
+}
+
+/* The last error as "PATH: message"; "" after success. */
+const char *
+ag_store_errstr(const struct ag_store *s)
+{
+	if (s == NULL) {
+		return "out of memory";
+	}
+	return s->errstr;
+}
+
+/* True when the handle cannot write. */
+bool
+ag_store_is_readonly(const struct ag_store *s)
+{
+	return s != NULL && s->readonly;
+}
+
+/* PRAGMA data_version: moves when another connection commits. */
+ag_status
+ag_store_data_version(struct ag_store *s, int64_t *out)
+{
+	s->errstr[0] = '\0';
+	return store_int(s, "PRAGMA data_version", "reading data_version",
+	    out);
+}
+
+/* Fail unless the handle may write. */
+static ag_status
+store_writable(struct ag_store *s)
+{
+	s->errstr[0] = '\0';
+	if (s->readonly) {
+		return store_err(s, AG_PERMFAIL, "database is read-only");
+	}
+	return AG_OK;
+}
+
+/* Prepare SQL or record the error. */
+static ag_status
+store_prepare(struct ag_store *s, const char *sql, sqlite3_stmt **st,
+    const char *what)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+
+	return rc == SQLITE_OK ? AG_OK : store_sqlerr(s, rc, what);
+}
+
+/* Step a statement that returns no rows, then finalize it. */
+static ag_status
+store_step_done(struct ag_store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? AG_OK : store_sqlerr(s, rc, what);
+}
+
+/* Bind a limit: NULL when the rule does not set it. */
+static void
+bind_limit(sqlite3_stmt *st, int col, int64_t v)
+{
+	if (v < 0) {
+		sqlite3_bind_null(st, col);
+	} else {
+		sqlite3_bind_int64(st, col, v);
+	}
+}
+
+/* Check the settings and normalize every condition into VALUES. */
+static ag_status
+rule_validate(struct ag_store *s, const struct ag_rule *r,
+    char (*values)[AG_STORE_VALUE_MAX])
+{
+	char err[128];
+	size_t i;
+
+	if ((r->max_size < 0 && r->max_size != AG_LIMIT_UNSET) ||
+	    (r->max_rcpts < 0 && r->max_rcpts != AG_LIMIT_UNSET)) {
+		return store_err(s, AG_INVALID, "negative limit");
+	}
+	if (r->nmatch > 0 && r->match == NULL) {
+		return store_err(s, AG_INVALID, "conditions missing");
+	}
+	for (i = 0; i < r->nmatch; i++) {
+		const struct ag_match *m = &r->match[i];
+
+		if (ag_match_normalize(m->field, m->value, values[i],
+		    AG_STORE_VALUE_MAX, err, sizeof(err)) != AG_OK) {
+			return store_err(s, AG_INVALID, "%s=%s: %s",
+			    ag_field_name(m->field), m->value ? m->value : "",
+			    err);
+		}
+	}
+	return AG_OK;
+}
+
+/* Insert the rules row; its id goes to *ID. */
+static ag_status
+rule_insert(struct ag_store *s, const struct ag_rule *r, int64_t *id)
+{
+	sqlite3_stmt *st = NULL;
+	ag_status rv;
+
+	rv = store_prepare(s, "INSERT INTO rules (priority, enabled, dry_run, "
+	    "comment, max_size, max_rcpts, created) VALUES (?, ?, ?, ?, ?, "
+	    "?, ?)", &st, "adding a rule");
+	if (rv != AG_OK) {
+		return rv;
+	}
+	sqlite3_bind_int(st, 1, r->priority);
+	sqlite3_bind_int(st, 2, r->enabled ? 1 : 0);
+	sqlite3_bind_int(st, 3, r->dry_run ? 1 : 0);
+	if (r->comment != NULL) {
+		sqlite3_bind_text(st, 4, r->comment, -1, SQLITE_STATIC);
+	}
+	bind_limit(st, 5, r->max_size);
+	bind_limit(st, 6, r->max_rcpts);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)time(NULL));
+	rv = store_step_done(s, st, "adding a rule");
+	if (rv == AG_OK) {
+		*id = sqlite3_last_insert_rowid(s->db);
+	}
+	return rv;
+}
+
+/* Insert the conditions of rule ID. */
+static ag_status
+rule_insert_matches(struct ag_store *s, int64_t id, const struct ag_rule *r,
+    char (*values)[AG_STORE_VALUE_MAX])
+{
+	sqlite3_stmt *st = NULL;
+	ag_status rv;
+	size_t i;
+	int rc;
+
+	rv = store_prepare(s, "INSERT INTO rule_match (rule_id, field, value) "
+	    "VALUES (?, ?, ?)", &st, "adding a rule");
+	for (i = 0; rv == AG_OK && i < r->nmatch; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, ag_field_name(r->match[i].field), -1,
+		    SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, values[i], -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE) {
+			rv = store_sqlerr(s, rc, "adding a rule");
+		}
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+/* Insert a rule and its conditions in one transaction. */
+ag_status
+ag_store_rule_add(struct ag_store *s, const struct ag_rule *rule,
+    int64_t *id)
+{
+	char (*values)[AG_STORE_VALUE_MAX] = NULL;
+	int64_t newid = 0;
+	ag_status st;
+
+	st = store_writable(s);
+	if (st != AG_OK) {
+		return st;
+	}
+	values = calloc(rule->nmatch ? rule->nmatch : 1, sizeof(*values));
+	if (values == NULL) {
+		return store_err(s, AG_NOMEM, "out of memory");
+	}
+	st = rule_validate(s, rule, values);
+	if (st == AG_OK) {
+		st = store_exec(s, "BEGIN IMMEDIATE", "adding a rule");
+	}
+	if (st == AG_OK) {
+		st = rule_insert(s, rule, &newid);
+		if (st == AG_OK) {
+			st = rule_insert_matches(s, newid, rule, values);
+		}
+		if (st == AG_OK) {
+			st = store_exec(s, "COMMIT", "adding a rule");
+		}
+		if (st != AG_OK) {
+			store_rollback(s);
+		}
+	}
+	free(values);
+	if (st == AG_OK && id != NULL) {
+		*id = newid;
+	}
+	return st;
+}
+
+/* Run a one-row change on rule ID; no row changed is AG_NOTFOUND. */
+static ag_status
+rule_change(struct ag_store *s, const char *sql, int64_t id, int on,
+    const char *what)
+{
+	sqlite3_stmt *st = NULL;
+	ag_status rv;
+
+	rv = store_writable(s);
+	if (rv == AG_OK) {
+		rv = store_prepare(s, sql, &st, what);
+	}
+	if (rv != AG_OK) {
+		return rv;
+	}
+	if (on >= 0) {
+		sqlite3_bind_int(st, 1, on);
+		sqlite3_bind_int64(st, 2, id);
+	} else {
+		sqlite3_bind_int64(st, 1, id);
+	}
+	rv = store_step_done(s, st, what);
+	if (rv == AG_OK && sqlite3_changes(s->db) == 0) {
+		return store_err(s, AG_NOTFOUND, "no such rule: %lld",
+		    (long long)id);
+	}
+	return rv;
+}
+
+/* Delete a rule; its conditions go with it (ON DELETE CASCADE). */
+ag_status
+ag_store_rule_del(struct ag_store *s, int64_t id)
+{
+	return rule_change(s, "DELETE FROM rules WHERE id = ?", id, -1,
+	    "deleting a rule");
+}
+
+/* Enable or disable a rule. */
+ag_status
+ag_store_rule_set_enabled(struct ag_store *s, int64_t id, bool on)
+{
+	return rule_change(s, "UPDATE rules SET enabled = ? WHERE id = ?", id,
+	    on ? 1 : 0, on ? "enabling a rule" : "disabling a rule");
+}
+
+/* A growing array of rules being loaded. */
+struct rule_vec {
+	struct ag_rule *v;
+	size_t n, cap;
+};
+
+/* Free the rules loaded so far. */
+static void
+rule_vec_free(struct rule_vec *rv)
+{
+	size_t i;
+
+	for (i = 0; i < rv->n; i++) {
+		ag_rule_clear(&rv->v[i]);
+	}
+	free(rv->v);
+	rv->v = NULL;
+	rv->n = rv->cap = 0;
+}
+
+/* Read a limit column: NULL is unset; negative is corrupt data. */
+static bool
+column_limit(sqlite3_stmt *st, int col, int64_t *out)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		*out = AG_LIMIT_UNSET;
+		return true;
+	}
+	*out = sqlite3_column_int64(st, col);
+	return *out >= 0;
+}
+
+/* Fill R from one row of the rules query. */
+static ag_status
+load_rule_row(struct ag_store *s, sqlite3_stmt *st, struct ag_rule *r)
+{
+	const unsigned char *comment;
+
+	memset(r, 0, sizeof(*r));
+	r->id = sqlite3_column_int64(st, 0);
+	r->priority = sqlite3_column_int(st, 1);
+	r->enabled = sqlite3_column_int(st, 2) != 0;
+	r->dry_run = sqlite3_column_int(st, 3) != 0;
+	if (!column_limit(st, 5, &r->max_size) ||
+	    !column_limit(st, 6, &r->max_rcpts)) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: negative limit",
+		    (long long)r->id);
+	}
+	comment = sqlite3_column_text(st, 4);
+	if (comment != NULL &&
+	    (r->comment = strdup((const char *)comment)) == NULL) {
+		return store_err(s, AG_NOMEM, "out of memory");
+	}
+	return AG_OK;
+}
+
+/* Read every row of rules, ordered by id. */
+static ag_status
+load_rules(struct ag_store *s, struct rule_vec *rv)
+{
+	sqlite3_stmt *st = NULL;
+	ag_status ret;
+	int rc = SQLITE_DONE;
+
+	ret = store_prepare(s, "SELECT id, priority, enabled, dry_run, "
+	    "comment, max_size, max_rcpts FROM rules ORDER BY id", &st,
+	    "reading rules");
+	while (ret == AG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (rv->n == rv->cap) {
+			size_t ncap = rv->cap ? rv->cap * 2 : 16;
+			struct ag_rule *nv = reallocarray(rv->v, ncap,
+			    sizeof(*nv));
+
+			if (nv == NULL) {
+				ret = store_err(s, AG_NOMEM, "out of memory");
+				break;
+			}
+			rv->v = nv;
+			rv->cap = ncap;
+		}
+		ret = load_rule_row(s, st, &rv->v[rv->n]);
+		rv->n++;	/* cleared by rule_vec_free even on error */
+	}
+	if (ret == AG_OK && rc != SQLITE_DONE) {
+		ret = store_sqlerr(s, rc, "reading rules");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* The rule with ID in RV (sorted by id), or NULL. */
+static struct ag_rule *
+find_rule(struct rule_vec *rv, int64_t id)
+{
+	size_t lo = 0, hi = rv->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rv->v[mid].id == id) {
+			return &rv->v[mid];
+		}
+		if (rv->v[mid].id < id) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return NULL;
+}
+
+/* Append one condition read from the database to R, checking it. */
+static ag_status
+load_match_row(struct ag_store *s, struct ag_rule *r, const char *field,
+    const char *value)
+{
+	char norm[AG_STORE_VALUE_MAX], err[128];
+	struct ag_match *nm;
+	enum ag_field f;
+
+	if (field == NULL || ag_field_parse(field, &f) != 0) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: unknown field "
+		    "'%s'", (long long)r->id, field ? field : "");
+	}
+	if (value == NULL || ag_match_normalize(f, value, norm, sizeof(norm),
+	    err, sizeof(err)) != AG_OK) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: bad %s value: %s",
+		    (long long)r->id, field, value ? err : "NULL");
+	}
+	nm = reallocarray(r->match, r->nmatch + 1, sizeof(*nm));
+	if (nm == NULL) {
+		return store_err(s, AG_NOMEM, "out of memory");
+	}
+	r->match = nm;
+	memset(&nm[r->nmatch], 0, sizeof(*nm));
+	nm[r->nmatch].field = f;
+	if ((nm[r->nmatch].value = strdup(norm)) == NULL) {
+		return store_err(s, AG_NOMEM, "out of memory");
+	}
+	r->nmatch++;
+	return AG_OK;
+}
+
+/* Attach every condition to its rule. */
+static ag_status
+load_matches(struct ag_store *s, struct rule_vec *rv)
+{
+	sqlite3_stmt *st = NULL;
+	struct ag_rule *r;
+	ag_status ret;
+	int rc = SQLITE_DONE;
+
+	ret = store_prepare(s, "SELECT rule_id, field, value FROM rule_match "
+	    "ORDER BY rule_id, rowid", &st, "reading rule conditions");
+	while (ret == AG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = find_rule(rv, sqlite3_column_int64(st, 0));
+		if (r == NULL) {
+			continue;	/* orphan: foreign keys were off */
+		}
+		ret = load_match_row(s, r,
+		    (const char *)sqlite3_column_text(st, 1),
+		    (const char *)sqlite3_column_text(st, 2));
+	}
+	if (ret == AG_OK && rc != SQLITE_DONE) {
+		ret = store_sqlerr(s, rc, "reading rule conditions");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* Read rules and conditions in one read transaction into a snapshot. */
+ag_status
+ag_store_load_policy(struct ag_store *s, struct ag_policy **out)
+{
+	struct rule_vec rv = { NULL, 0, 0 };
+	ag_status st;
+
+	*out = NULL;
+	s->errstr[0] = '\0';
+	st = store_exec(s, "BEGIN", "reading rules");
+	if (st != AG_OK) {
+		return st;
+	}
+	st = load_rules(s, &rv);
+	if (st == AG_OK) {
+		st = load_matches(s, &rv);
+	}
+	if (st == AG_OK) {
+		st = store_exec(s, "COMMIT", "reading rules");
+	}
+	if (st != AG_OK) {
+		store_rollback(s);
+		rule_vec_free(&rv);
+		return st;
+	}
+	st = ag_policy_new(rv.v, rv.n, out);
+	if (st != AG_OK) {
+		return store_err(s, st, "building the policy: %s",
+		    ag_status_str(st));
+	}
+	return AG_OK;
+}
