@@ -310,7 +310,7 @@ static int
 ctl_load_config(struct ctl *c)
 {
 	const char *file = c->conffile;
-	char err[512], *db;
+	char err[512];
 
 	if (file == NULL && access(AG_CONFIG_DEFAULT_FILE, F_OK) == 0) {
 		file = AG_CONFIG_DEFAULT_FILE;
@@ -318,13 +318,9 @@ ctl_load_config(struct ctl *c)
 	if (ag_config_load(file, &c->cfg, err, sizeof(err)) != AG_OK) {
 		return ctl_err(CTL_FAIL, "%s", err);
 	}
-	if (c->dbpath != NULL) {
-		/* our only reference, and no thread yet: safe to change */
-		if ((db = strdup(c->dbpath)) == NULL) {
-			return ctl_err(CTL_FAIL, "out of memory");
-		}
-		free(c->cfg->database);
-		c->cfg->database = db;
+	if (c->dbpath != NULL && ag_config_set(c->cfg, "Database", c->dbpath,
+	    err, sizeof(err)) != AG_OK) {
+		return ctl_err(CTL_USAGE, "-d: %s", err);
 	}
 	return CTL_OK;
 }

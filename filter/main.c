@@ -138,7 +138,7 @@ parse_args(int argc, char **argv, struct opts *o)
 }
 
 /* Load the config: the named file, or the default file if it exists,
- * or the embedded defaults.  Errors go to ERR. */
+ * or the embedded defaults; then -p.  Errors go to ERR. */
 static struct ag_config *
 load_config(const struct opts *o, char *err, size_t errlen)
 {
@@ -149,6 +149,11 @@ load_config(const struct opts *o, char *err, size_t errlen)
 		file = NULL;	/* no file at all: embedded defaults */
 	}
 	if (ag_config_load(file, &cfg, err, errlen) != AG_OK) {
+		return NULL;
+	}
+	if (o->socket != NULL &&
+	    ag_config_set(cfg, "Socket", o->socket, err, errlen) != AG_OK) {
+		ag_config_unref(cfg);
 		return NULL;
 	}
 	return cfg;
@@ -468,7 +473,7 @@ static int
 run_daemon(const struct opts *o, struct ag_config *cfg)
 {
 	struct ag_engine *e = NULL;
-	const char *sock = o->socket != NULL ? o->socket : cfg->socket;
+	const char *sock = cfg->socket;
 	const char *path = socket_path(sock);
 	pthread_t tid;
 	int mrc = MI_FAILURE, rc;

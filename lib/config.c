@@ -683,19 +683,25 @@ static const struct kw_ops {
 	    size_t);
 	void (*dump)(const void *, FILE *);
 	void (*release)(void *);
+	size_t size;	/* of the field in struct ag_config */
 } kw_ops[] = {
-	[KW_SOCKET] = { parse_socket, dump_string, release_string },
-	[KW_PATH] = { parse_path, dump_string, release_string },
-	[KW_ABSPATH] = { parse_abspath, dump_string, release_string },
-	[KW_AUTHSERV] = { parse_authserv, dump_string, release_string },
-	[KW_USER] = { parse_user, dump_string, release_string },
-	[KW_MODE] = { parse_mode, dump_mode, NULL },
-	[KW_LEVEL] = { parse_level, dump_level, NULL },
-	[KW_FACILITY] = { parse_facility, dump_facility, NULL },
-	[KW_CIDRS] = { parse_cidrs, dump_cidrs, release_cidrs },
-	[KW_BOOL] = { parse_bool, dump_bool, NULL },
-	[KW_ACTION] = { parse_action, dump_action, NULL },
-	[KW_UINT] = { parse_uint, dump_uint, NULL },
+	[KW_SOCKET] = { parse_socket, dump_string, release_string,
+	    sizeof(char *) },
+	[KW_PATH] = { parse_path, dump_string, release_string, sizeof(char *) },
+	[KW_ABSPATH] = { parse_abspath, dump_string, release_string,
+	    sizeof(char *) },
+	[KW_AUTHSERV] = { parse_authserv, dump_string, release_string,
+	    sizeof(char *) },
+	[KW_USER] = { parse_user, dump_string, release_string, sizeof(char *) },
+	[KW_MODE] = { parse_mode, dump_mode, NULL, sizeof(mode_t) },
+	[KW_LEVEL] = { parse_level, dump_level, NULL, sizeof(int) },
+	[KW_FACILITY] = { parse_facility, dump_facility, NULL, sizeof(int) },
+	[KW_CIDRS] = { parse_cidrs, dump_cidrs, release_cidrs,
+	    sizeof(struct ag_cidr_list) },
+	[KW_BOOL] = { parse_bool, dump_bool, NULL, sizeof(bool) },
+	[KW_ACTION] = { parse_action, dump_action, NULL,
+	    sizeof(enum ag_action) },
+	[KW_UINT] = { parse_uint, dump_uint, NULL, sizeof(unsigned) },
 };
 
 /* The field of C that keyword K sets. */
@@ -1111,4 +1117,38 @@ ag_config_keywords(void)
 {
 	pthread_once(&kw_names_once, kw_names_init);
 	return kw_names;
+}
+
+ag_status
+ag_config_set(struct ag_config *c, const char *keyword, const char *value,
+    char *err, size_t errlen)
+{
+	struct ag_config tmp;
+	const struct kw *k = NULL;
+	char msg[512] = "";
+	ag_status st;
+	size_t i;
+
+	for (i = 0; i < KW_COUNT && k == NULL; i++) {
+		if (strcasecmp(keyword, kw_table[i].name) == 0) {
+			k = &kw_table[i];
+		}
+	}
+	if (k == NULL) {
+		seterr(err, errlen, "unknown keyword %s", keyword);
+		return AG_INVALID;
+	}
+	/* parse aside, so that a bad value leaves C as it was */
+	memset(&tmp, 0, sizeof(tmp));
+	st = kw_ops[k->type].parse(k, value, kw_field(&tmp, k), msg, sizeof(msg));
+	if (st != AG_OK) {
+		seterr(err, errlen, "%s: %s", k->name,
+		    st == AG_NOMEM ? "out of memory" : msg);
+		return st;
+	}
+	if (kw_ops[k->type].release != NULL) {
+		kw_ops[k->type].release(kw_field(c, k));
+	}
+	memcpy(kw_field(c, k), kw_field(&tmp, k), kw_ops[k->type].size);
+	return AG_OK;
 }

@@ -59,6 +59,14 @@ ag_status ag_config_load(const char *file, struct ag_config **out,
 ag_status ag_config_load_string(const char *text, const char *name,
     struct ag_config **out, char *err, size_t errlen);
 
+/*
+ * Set KEYWORD to VALUE in C, parsed and checked as in a file (for command
+ * line overrides such as authgate -p).  Only for a config that nobody else
+ * holds yet.  On error C is unchanged and ERR says "Keyword: message".
+ */
+ag_status ag_config_set(struct ag_config *c, const char *keyword,
+    const char *value, char *err, size_t errlen);
+
 struct ag_config *ag_config_ref(struct ag_config *c);
 void ag_config_unref(struct ag_config *c);	/* NULL is fine */
 

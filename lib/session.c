@@ -150,7 +150,7 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	struct msg *m = c->msg;
 	char qid[80], name[LOGVAL_MAX], helo[LOGVAL_MAX], from[LOGVAL_MAX];
 	char addr[AG_ADDR_MAX + 2], would[128] = "", auth[LOGVAL_MAX] = "";
-	char rule[24] = "-";
+	char rule[24] = "-", bad[40] = "";
 
 	ag_log_escape(qid, sizeof(qid), c->qid[0] != '\0' ? c->qid : "NOQUEUE");
 	ag_log_escape(name, sizeof(name), c->client_name);
@@ -166,6 +166,9 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 		snprintf(auth, sizeof(auth), " sasl_user=%s",
 		    ag_log_escape(esc, sizeof(esc), c->auth));
 	}
+	if (m->nrcpt_bad > 0) {
+		snprintf(bad, sizeof(bad), " rejected_rcpts=%zu", m->nrcpt_bad);
+	}
 	if (m->have_would) {
 		snprintf(would, sizeof(would),
 		    " dry_run=yes would=%s would_code=%s would_rule=%lld "
@@ -176,15 +179,12 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	ag_log_info("%s: client=%s[%s] helo=%s from=<%s>%s rcpts=%zu%s size=%llu "
 	    "action=%s%s%s rule=%s reason=%s%s%s",
 	    qid, name, c->ipstr, helo[0] != '\0' ? helo : "-", from, auth,
-	    m->nrcpt_ok, m->nrcpt_bad > 0 ? " rejected_rcpts=" : "",
+	    m->nrcpt_ok, bad,
 	    (unsigned long long)(m->size > 0 ? m->size : m->declared_size),
 	    how != NULL ? how : ag_action_name(v->action),
 	    v->xcode[0] != '\0' ? " code=" : "", v->xcode, rule,
 	    v->reason != NULL ? v->reason : "-", m->trusted ? " trusted=yes" : "",
 	    would);
-	if (m->nrcpt_bad > 0) {
-		ag_log_debug("%s: %zu recipients refused", qid, m->nrcpt_bad);
-	}
 }
 
 /* End the current message: log it (when V is given) and free it. */

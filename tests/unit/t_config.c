@@ -749,6 +749,57 @@ test_file_unreadable(void **state)
 
 /* ---- reference counting ------------------------------------------------- */
 
+/* Command-line overrides: checked like the file, C unchanged on error. */
+static void
+test_set(void **state)
+{
+	static const struct {
+		const char *label, *kw, *value;
+		ag_status st;
+		const char *socket, *database;
+		unsigned interval;
+	} cases[] = {
+		{ "socket override", "Socket", "inet:2525@127.0.0.1", AG_OK,
+		  "inet:2525@127.0.0.1", AG_CONFIG_DEFAULT_DATABASE, 2 },
+		{ "keyword case", "socket", "/tmp/x.sock", AG_OK,
+		  "unix:/tmp/x.sock", AG_CONFIG_DEFAULT_DATABASE, 2 },
+		{ "database override", "Database", "/tmp/other.db", AG_OK,
+		  AG_CONFIG_DEFAULT_SOCKET, "/tmp/other.db", 2 },
+		{ "number", "PolicyCheckInterval", "7", AG_OK,
+		  AG_CONFIG_DEFAULT_SOCKET, AG_CONFIG_DEFAULT_DATABASE, 7 },
+		{ "bad socket kept old", "Socket", "inet:99999@127.0.0.1",
+		  AG_INVALID, AG_CONFIG_DEFAULT_SOCKET,
+		  AG_CONFIG_DEFAULT_DATABASE, 2 },
+		{ "bad number kept old", "PolicyCheckInterval", "0", AG_INVALID,
+		  AG_CONFIG_DEFAULT_SOCKET, AG_CONFIG_DEFAULT_DATABASE, 2 },
+		{ "unknown keyword", "NoSuchThing", "1", AG_INVALID,
+		  AG_CONFIG_DEFAULT_SOCKET, AG_CONFIG_DEFAULT_DATABASE, 2 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ag_config *c = NULL;
+		char err[256] = "";
+		ag_status st;
+
+		assert_int_equal(ag_config_load(NULL, &c, err, sizeof(err)), AG_OK);
+		st = ag_config_set(c, cases[i].kw, cases[i].value, err,
+		    sizeof(err));
+		if (st != cases[i].st || strcmp(c->socket, cases[i].socket) != 0 ||
+		    strcmp(c->database, cases[i].database) != 0 ||
+		    c->policy_check_interval != cases[i].interval) {
+			fail_msg("%s: status %d socket %s database %s interval "
+			    "%u (err: %s)", cases[i].label, (int)st, c->socket,
+			    c->database, c->policy_check_interval, err);
+		}
+		if (st != AG_OK && err[0] == '\0') {
+			fail_msg("%s: no error message", cases[i].label);
+		}
+		ag_config_unref(c);
+	}
+}
+
 static void
 test_refcount(void **state)
 {
@@ -905,6 +956,7 @@ main(void)
 		cmocka_unit_test(test_file_ok_crlf),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_file_unreadable),
+		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_dump_golden),
 		cmocka_unit_test(test_keywords),
