@@ -1,1 +1,64 @@
 #!/bin/bash
+# Install everything needed to build and test authgate on Debian 12, as
+# root.  Quick when everything is there already (no apt-get update then).
+set -euo pipefail
+
+PACKAGES=(
+	# build
+	build-essential autoconf automake libtool pkg-config
+	libmilter-dev libspf2-dev libopendkim-dev libsqlite3-dev libunbound-dev
+	libevent-dev libhiredis-dev libcmocka-dev
+	# documentation checks
+	mandoc groff-base
+	# tests: Postfix (also ships smtp-sink), the sqlite3 shell, Debian's
+	# python3 (tests/lib uses its standard library: sqlite3, smtplib),
+	# util-linux (unshare, setpriv) and mount for the read-only database test
+	postfix sqlite3 python3 util-linux mount
+)
+
+if [ "$(id -u)" != 0 ]; then
+	echo "tests/deps.sh: must run as root (tests/run uses sudo when it can)" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	case "$p" in \#*) continue ;; esac
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$st" = "install ok installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "tests/deps.sh: all ${#PACKAGES[@]} packages already installed"
+	exit 0
+fi
+
+echo "tests/deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix installs silently with "No configuration"; the tests run private
+# instances with their own main.cf and never touch /etc/postfix.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+
+apt_retry() {
+	local n
+	for n in 1 2 3; do
+		"$@" && return 0
+		echo "tests/deps.sh: '$*' failed (try $n), retrying" >&2
+		sleep $((n * 5))
+	done
+	return 1
+}
+apt_retry apt-get update -q
+apt_retry apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# Check again: a package that did not install is an error here, not later.
+bad=()
+for p in "${missing[@]}"; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$st" = "install ok installed" ] || bad+=("$p")
+done
+if [ ${#bad[@]} -ne 0 ]; then
+	echo "tests/deps.sh: still missing: ${bad[*]}" >&2
+	exit 1
+fi
+echo "tests/deps.sh: done"

@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""Policy database faults: missing (created at start), corrupt, newer
+schema, locked by another writer (at start, and while running with a
+policy loaded), read-only, and On-DatabaseError accept."""
+
+import os
+import sqlite3
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import agtest  # noqa: E402
+from agtest import check, new_qid  # noqa: E402
+
+suite = agtest.Suite("milter: database faults")
+
+DB_ERROR = r"(?i)database|sqlite"
+NOT_A_DB = r"(?i)not a database|corrupt|malformed"
+LOCKED = r"(?i)lock|busy"
+
+
+@suite.setup
+def setup():
+    agtest.require_authgate()
+
+
+def walk(ag, sender="<alice@example.org>", size=0, mail_args=()):
+    """One message over a fresh connection: (stage, reply) of the first
+    reply that stops it, or ('eom', final reply)."""
+    c = ag.client()
+    try:
+        c.negotiate()
+        r = c.connect("client.example", "4", 40000, "192.0.2.10")
+        if not r.passes:
+            return "connect", r
+        r = c.helo("client.example")
+        if not r.passes:
+            return "helo", r
+        h, b = agtest.make_message("db", size=size, sender=sender.strip("<>"))
+        t = c.transaction(sender, ["<bob@example.net>"], h, b, mail_args=mail_args,
+                          queue_id=new_qid())
+        return t.stage, t.final
+    finally:
+        c.quit()
+
+
+def is_451_430(r):
+    return r.code == "451" and r.xcode == "4.3.0"
+
+
+def accepted(res):
+    stage, r = res
+    return stage == "eom" and r.kind in ("accept", "continue")
+
+
+def make_db(ag, *rules):
+    r = ag.ctl("init")
+    check("authgatectl init", r.returncode == 0, agtest.fmt_run(r), fatal=True)
+    return [ag.add_rule(*args) for args in rules]
+
+
+@suite.case
+def missing_database_is_created():
+    d = agtest.tmpdir("missing")
+    ag = agtest.Authgate(d, db=os.path.join(d, "new.db"))
+    check("no database file before start", not os.path.exists(ag.db))
+    ag.start()
+    check("database file exists after start", os.path.exists(ag.db))
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % ag.db, uri=True, timeout=5)
+        ver = con.execute("PRAGMA user_version").fetchone()[0]
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        con.close()
+    except sqlite3.Error as e:
+        ver, tables = None, str(e)
+    check("it has a schema (user_version >= 1, tables)", isinstance(ver, int) and ver >= 1
+          and len(tables) > 0, got="user_version=%r tables=%r" % (ver, tables))
+    check("mail is accepted", accepted(walk(ag)))
+    r = ag.ctl("rule", "list")
+    check("authgatectl can read the database the daemon created", r.returncode == 0,
+          agtest.fmt_run(r))
+    ag.terminate()
+
+
+@suite.case
+def corrupt_database():
+    d = agtest.tmpdir("corrupt")
+    ag = agtest.Authgate(d)
+    with open(ag.db, "wb") as f:
+        f.write((b"this is not an SQLite database, just garbage\n" * 200) + bytes(range(256)) * 8)
+    ag.start()
+    check("daemon starts and listens with a corrupt database", ag.alive())
+    stage, r = walk(ag)
+    check("mail gets 451 4.3.0 (On-DatabaseError tempfail)", is_451_430(r),
+          expected="replycode 451 4.3.0 at some stage", got="%s: %r" % (stage, r))
+    ln = ag.wait_log(NOT_A_DB, timeout=3)
+    check("log says the database is not a database / corrupt", ln is not None,
+          expected="a line matching /%s/" % NOT_A_DB, got="\n".join(ag.log_lines()[-10:]))
+    check("daemon still running", ag.alive())
+    ag.terminate()
+
+
+@suite.case
+def schema_newer_than_program():
+    d = agtest.tmpdir("newer")
+    ag = agtest.Authgate(d)
+    make_db(ag)
+    con = sqlite3.connect(ag.db)
+    con.execute("PRAGMA user_version = 999")
+    con.commit()
+    con.close()
+    ag.start()
+    stage, r = walk(ag)
+    check("schema version 999: 451 4.3.0", is_451_430(r), got="%s: %r" % (stage, r))
+    check("log mentions the database", ag.wait_log(DB_ERROR, timeout=3) is not None,
+          got="\n".join(ag.log_lines()[-10:]))
+    ag.terminate()
+
+
+def hold_lock(path):
+    """Another writer holding an exclusive lock on PATH (also blocks
+    readers in WAL mode: locking_mode=EXCLUSIVE)."""
+    con = sqlite3.connect(path, timeout=5, isolation_level=None)
+    con.execute("PRAGMA locking_mode=EXCLUSIVE")
+    con.execute("BEGIN EXCLUSIVE")
+    return con
+
+
+@suite.case
+def locked_at_start_then_recovers():
+    d = agtest.tmpdir("locked")
+    ag = agtest.Authgate(d, conf={"DatabaseTimeout": "200", "PolicyCheckInterval": "1"})
+    rid, = make_db(ag, ("--match", "sender-domain=size.example", "--max-size", "10k"))
+    con = hold_lock(ag.db)
+    try:
+        ag.start(timeout=20)
+        stage, r = walk(ag)
+        check("database locked since start: 451 4.3.0", is_451_430(r),
+              got="%s: %r" % (stage, r))
+        check("log says locked/busy", ag.wait_log(LOCKED, timeout=3) is not None,
+              expected="a line matching /%s/" % LOCKED, got="\n".join(ag.log_lines()[-10:]))
+    finally:
+        con.close()             # releases the lock
+    res = agtest.wait_until(lambda: (lambda x: x if accepted(x) else None)(walk(ag)), 8, 0.3)
+    check("after the lock is released, mail is accepted within 8 s", res is not None)
+    stage, r = walk(ag, "<a@size.example>", mail_args=["SIZE=20000"])
+    check("and the rules are loaded (SIZE over 10k: 552)", r.code == "552", got=r)
+    ag.terminate()
+
+
+@suite.case
+def locked_while_running_keeps_last_policy():
+    d = agtest.tmpdir("locked2")
+    ag = agtest.Authgate(d, conf={"DatabaseTimeout": "200"})
+    make_db(ag, ("--match", "sender-domain=size.example", "--max-size", "10k"))
+    ag.start()
+    stage, r = walk(ag, "<a@size.example>", mail_args=["SIZE=20000"])
+    check("before the lock: over-size gets 552", r.code == "552", got=r)
+    con = hold_lock(ag.db)
+    try:
+        time.sleep(2.5)          # past PolicyCheckInterval
+        stage, r = walk(ag, "<a@size.example>", mail_args=["SIZE=20000"])
+        check("locked: the loaded policy still applies (552)", r.code == "552",
+              got="%s: %r" % (stage, r))
+        check("locked: normal mail still accepted", accepted(walk(ag)))
+    finally:
+        con.close()
+    check("daemon still running", ag.alive())
+    ag.terminate()
+
+
+@suite.case
+def read_only_database():
+    d = agtest.tmpdir("ro")
+    rodir = os.path.join(d, "ro")
+    os.mkdir(rodir)
+    ag = agtest.Authgate(d, db=os.path.join(rodir, "policy.db"))
+    make_db(ag, ("--match", "sender-domain=size.example", "--max-size", "10k"))
+    prefix = ()
+    if os.geteuid() == 0:
+        # Root writes through mode bits: use a read-only bind mount in a
+        # private mount namespace that only the daemon sees.
+        agtest.require("unshare")
+        ro = ['unshare', '-m', '--propagation', 'private', 'sh', '-c',
+              'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"', rodir]
+        probe = agtest.run(ro + ["sh", "-c", 'touch "$0"/probe', rodir])
+        check("harness: the bind mount is read-only for root",
+              probe.returncode not in (0, None) and "Read-only" in probe.stderr,
+              agtest.fmt_run(probe), fatal=True)
+        prefix = ro
+        agtest.diag("as root: database directory bind-mounted read-only in a mount namespace")
+    else:
+        os.chmod(ag.db, 0o444)
+        os.chmod(rodir, 0o555)
+        agtest.diag("not root: database 0444 in a 0555 directory")
+    ag.start(prefix=prefix)
+    stage, r = walk(ag, "<a@size.example>", mail_args=["SIZE=20000"])
+    check("read-only database at the current schema: rules apply (552)", r.code == "552",
+          got="%s: %r" % (stage, r))
+    check("read-only database: normal mail accepted", accepted(walk(ag)))
+    check("daemon still running", ag.alive())
+    ag.terminate()
+    if os.geteuid() != 0:
+        os.chmod(rodir, 0o755)
+
+
+@suite.case
+def on_database_error_accept():
+    d = agtest.tmpdir("acc")
+    ag = agtest.Authgate(d, conf={"On-DatabaseError": "accept"})
+    with open(ag.db, "wb") as f:
+        f.write(b"garbage, not a database\n" * 500)
+    ag.start()
+    stage, r = walk(ag)
+    check("corrupt database with On-DatabaseError accept: mail accepted",
+          stage == "eom" and r.kind in ("accept", "continue"), got="%s: %r" % (stage, r))
+    check("log still reports the database problem", ag.wait_log(NOT_A_DB, timeout=3) is not None,
+          got="\n".join(ag.log_lines()[-10:]))
+    ag.terminate()
+
+
+@suite.case
+def sigterm_stops_cleanly():
+    d = agtest.tmpdir("term")
+    ag = agtest.Authgate(d)
+    ag.start()
+    check("mail accepted", accepted(walk(ag)))
+    rc = ag.proc.stop(timeout=10)
+    check("SIGTERM stops it within 10 s with status 0", rc == 0, expected=0, got=rc)
+
+
+suite.run()
