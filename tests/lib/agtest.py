@@ -595,6 +595,22 @@ class Authgate:
         self._log_offset = 0
         self.hook = on_failure(self._diag)
         self.write_config()
+        if os.environ.get("AG_SANITIZED"):
+            # runs after the daemon is stopped (cleanups are LIFO)
+            at_cleanup(self._sanitizer_check)
+
+    def _sanitizer_check(self):
+        """Under a sanitizer build: one test point saying the daemon's
+        log holds no AddressSanitizer, LeakSanitizer or UBSan report."""
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read().decode("utf-8", "replace")
+        except OSError:
+            return
+        rx = re.compile(r"ERROR: (Address|Leak|Thread)Sanitizer|runtime error:")
+        bad = [ln for ln in data.splitlines() if rx.search(ln)]
+        check("%s: no sanitizer report in its log" % self.name, not bad,
+              "\n".join(bad[:20]) + "\n" + tail(self.log_path, 60) if bad else None)
 
     # -- configuration --
     def write_config(self, **extra):
