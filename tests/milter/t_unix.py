@@ -55,6 +55,75 @@ def other_user_can_connect():
           agtest.fmt_run(r))
 
 
+def _status_ids(pid):
+    """Real/effective uid and gid, and the supplementary groups of PID."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            k, _, v = ln.partition(":")
+            if k in ("Uid", "Gid", "Groups"):
+                out[k] = v.split()
+    return out
+
+
+@suite.case
+def userid_drops_privileges():
+    if os.geteuid() != 0:
+        raise agtest.Skip("needs root to drop privileges")
+    import grp
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    nogroup = grp.getgrnam("nogroup")
+    work = agtest.tmpdir("userid")
+    os.chmod(work, 0o755)        # nobody must reach the subfolders
+    ag = agtest.Authgate(work, socket_kind="unix", name="dropped",
+                         db=os.path.join(work, "lib", "authgate.db"),
+                         conf={"UserID": "nobody:nogroup", "UMask": "0007"})
+    ag.sock_path = os.path.join(work, "run", "authgate.sock")
+    ag.socket = "unix:" + ag.sock_path
+    ag.write_config(Socket=ag.socket)
+    ag.start()
+    ids = _status_ids(ag.proc.pid)
+    check("real and effective uid are nobody's", ids["Uid"][:2] == [str(nobody.pw_uid)] * 2,
+          expected=nobody.pw_uid, got=ids["Uid"])
+    check("real and effective gid are nogroup's", ids["Gid"][:2] == [str(nogroup.gr_gid)] * 2,
+          expected=nogroup.gr_gid, got=ids["Gid"])
+    check("no supplementary group of root's kept", "0" not in ids.get("Groups", []),
+          got=ids.get("Groups"))
+    st = os.stat(ag.sock_path)
+    check("socket owned by the dropped user", (st.st_uid, st.st_gid) ==
+          (nobody.pw_uid, nogroup.gr_gid), got=(st.st_uid, st.st_gid))
+    check("socket mode follows UMask 0007", st.st_mode & 0o777 == 0o770,
+          expected="0o770", got=oct(st.st_mode & 0o777))
+    dbst = os.stat(ag.db)
+    check("database created by the dropped user", dbst.st_uid == nobody.pw_uid,
+          got=dbst.st_uid)
+    mark = ag.log_mark()
+    c = open_session(ag)
+    qid = new_qid()
+    h, b = agtest.make_message("dropped privileges")
+    t = c.transaction(headers=h, body=b, queue_id=qid)
+    check("accepted while running as nobody", t.accepted, got=t)
+    c.quit()
+    check_decision(ag, qid, "accept", since=mark)
+    check("stops cleanly", ag.stop() == 0)
+
+
+@suite.case
+def userid_unknown_user_refused():
+    if os.geteuid() != 0:
+        raise agtest.Skip("UserID is looked up only when started as root")
+    work = agtest.tmpdir("baduser")
+    ag = agtest.Authgate(work, name="baduser",
+                         conf={"UserID": "no-such-user-authgate"})
+    ag.start(wait=False)
+    rc = ag.proc.wait(10)
+    check("exits with status 1", rc == 1, expected=1, got=rc)
+    check("says which user is missing",
+          ag.wait_log(r"no such user: no-such-user-authgate", 2) is not None,
+          agtest.tail(ag.log_path))
+
+
 @suite.case
 def sigterm_stops():
     ag = S["ag"]
