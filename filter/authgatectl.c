@@ -61,8 +61,9 @@ usage(FILE *fp)
 	    "  init\n"
 	    "  rule add [--priority N] [--match FIELD=VALUE]... "
 	    "[--max-size BYTES]\n"
-	    "           [--max-rcpts N] [--dry-run] [--disabled] "
-	    "[--comment TEXT]\n"
+	    "           [--max-rcpts N] [--spf RESULT=ACTION]... "
+	    "[--spf check=on|off]\n"
+	    "           [--dry-run] [--disabled] [--comment TEXT]\n"
 	    "  rule list | rule show ID | rule del ID | rule enable ID | "
 	    "rule disable ID\n"
 	    "  check --client-ip IP [--helo NAME] [--mail-from ADDR] "
@@ -70,7 +71,47 @@ usage(FILE *fp)
 	    "        [--size BYTES] [--auth USER]\n"
 	    "fields: client, helo, sender, sender-domain, sasl-user, rcpt, "
 	    "rcpt-domain,\n"
-	    "        trusted (yes|no), authenticated (yes|no)\n", fp);
+	    "        trusted (yes|no), authenticated (yes|no)\n"
+	    "spf results: none, neutral, pass, fail, softfail, temperror, "
+	    "permerror\n"
+	    "spf actions: accept, tag, tempfail, reject\n", fp);
+}
+
+/* ---- SPF names ---------------------------------------------------------- */
+
+/*
+ * SPF result names (RFC 7208 2.6), as ag_spf_result_name() spells them;
+ * kept here so that the tool needs nothing from lib/spf.c.
+ */
+static const char *const spf_results[AG_SPF_NRESULTS] = {
+	[AG_SPF_NONE] = "none",
+	[AG_SPF_NEUTRAL] = "neutral",
+	[AG_SPF_PASS] = "pass",
+	[AG_SPF_FAIL] = "fail",
+	[AG_SPF_SOFTFAIL] = "softfail",
+	[AG_SPF_TEMPERROR] = "temperror",
+	[AG_SPF_PERMERROR] = "permerror",
+};
+
+/* The name of SPF result R, or "?". */
+const char *
+ctl_spf_result_name(enum ag_spf_result r)
+{
+	return (unsigned)r < AG_SPF_NRESULTS ? spf_results[r] : "?";
+}
+
+/* The SPF result named NAME (exactly), or -1. */
+static int
+spf_result_parse(const char *name)
+{
+	int i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (strcmp(name, spf_results[i]) == 0) {
+			return i;
+		}
+	}
+	return -1;
 }
 
 /* ---- output escaping ---------------------------------------------------- */
@@ -411,6 +452,61 @@ parse_match(const char *arg, struct ag_match *m)
 	return CTL_OK;
 }
 
+/* Parse "RESULT=ACTION" or "check=on|off" of --spf into R. */
+static int
+parse_spf(const char *arg, struct ag_rule *r)
+{
+	const char *eq = strchr(arg, '=');
+	char name[32];
+	enum ag_disp d;
+	int res;
+
+	if (eq == NULL) {
+		return ctl_err(CTL_USAGE, "--spf '%s': expected RESULT=ACTION "
+		    "or check=on|off", arg);
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - arg), arg);
+	if (strcmp(name, "check") == 0) {
+		if (r->spf_check != AG_LIMIT_UNSET) {
+			return ctl_err(CTL_USAGE, "--spf check given twice");
+		}
+		if (strcmp(eq + 1, "on") != 0 && strcmp(eq + 1, "off") != 0) {
+			return ctl_err(CTL_USAGE, "--spf %s: check is on or "
+			    "off", arg);
+		}
+		r->spf_check = strcmp(eq + 1, "on") == 0;
+		return CTL_OK;
+	}
+	if ((res = spf_result_parse(name)) < 0) {
+		return ctl_err(CTL_USAGE, "--spf: unknown result '%s' (none, "
+		    "neutral, pass, fail, softfail, temperror, permerror, or "
+		    "check)", name);
+	}
+	if (r->spf_disp[res] != AG_LIMIT_UNSET) {
+		return ctl_err(CTL_USAGE, "--spf %s given twice", name);
+	}
+	if (ag_disp_parse(eq + 1, &d) != 0) {
+		return ctl_err(CTL_USAGE, "--spf %s: unknown action '%s' "
+		    "(accept, tag, tempfail, reject)", arg, eq + 1);
+	}
+	r->spf_disp[res] = d;
+	return CTL_OK;
+}
+
+/* Does R set any SPF setting? */
+static bool
+rule_has_spf(const struct ag_rule *r)
+{
+	size_t i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] != AG_LIMIT_UNSET) {
+			return true;
+		}
+	}
+	return r->spf_check != AG_LIMIT_UNSET;
+}
+
 /* The value options of rule add, checked once all are read. */
 struct add_opts {
 	const char *priority, *max_size, *max_rcpts, *comment;
@@ -457,9 +553,10 @@ rule_add_values(const struct add_opts *o, struct ag_rule *r)
 		    CTL_COMMENT_MAX);
 	}
 	r->comment = (char *)(uintptr_t)o->comment;
-	if (r->max_size == AG_LIMIT_UNSET && r->max_rcpts == AG_LIMIT_UNSET) {
-		return ctl_err(CTL_USAGE, "rule sets nothing: give --max-size "
-		    "or --max-rcpts");
+	if (r->max_size == AG_LIMIT_UNSET && r->max_rcpts == AG_LIMIT_UNSET &&
+	    !rule_has_spf(r)) {
+		return ctl_err(CTL_USAGE, "rule sets nothing: give --max-size, "
+		    "--max-rcpts or --spf");
 	}
 	return CTL_OK;
 }
@@ -479,6 +576,8 @@ rule_add_parse(struct ctl *c, struct args *a, struct ag_rule *r)
 		} else if ((got = opt_value(a, "--match", &v)) != 0) {
 			rc = got < 0 ? CTL_USAGE :
 			    parse_match(v, &r->match[r->nmatch++]);
+		} else if ((got = opt_value(a, "--spf", &v)) != 0) {
+			rc = got < 0 ? CTL_USAGE : parse_spf(v, r);
 		} else if (opt_flag(a, "--dry-run")) {
 			r->dry_run = true;
 		} else if (opt_flag(a, "--disabled")) {
@@ -503,10 +602,7 @@ cmd_rule_add(struct ctl *c, struct args *a)
 	ag_status st;
 	int rc = CTL_OK;
 
-	memset(&r, 0, sizeof(r));
-	r.priority = AG_PRIORITY_DEFAULT;
-	r.enabled = true;
-	r.max_size = r.max_rcpts = AG_LIMIT_UNSET;
+	ag_rule_init(&r);
 	/* values point into argv: never ag_rule_clear() this rule */
 	r.match = calloc((size_t)a->argc + 1, sizeof(*r.match));
 	if (r.match == NULL) {
@@ -552,22 +648,81 @@ put_matches(FILE *fp, const struct ag_rule *r)
 	return w;
 }
 
-/* The settings of R as text ("-" when none). */
+/* Append printf text to BUF (truncating); *LEN is the length so far. */
+static void __attribute__((format(printf, 4, 5)))
+append(char *buf, size_t bufsz, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*len >= bufsz) {
+		return;
+	}
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *len, bufsz - *len, fmt, ap);
+	va_end(ap);
+	*len = n < 0 ? bufsz : *len + (size_t)n;
+}
+
+/*
+ * The settings of R as text ("-" when none):
+ * "max-size=10M max-rcpts=50 spf:fail=reject,check=off".
+ */
 static void
 format_settings(char *buf, size_t bufsz, const struct ag_rule *r)
 {
-	char size[40] = "", num[32];
+	char num[32];
+	size_t len = 0, i;
+	const char *sep = "spf:";
 
+	buf[0] = '\0';
 	if (r->max_size >= 0) {
-		snprintf(size, sizeof(size), "max-size=%s",
+		append(buf, bufsz, &len, "max-size=%s",
 		    format_bytes(num, sizeof(num), r->max_size));
 	}
 	if (r->max_rcpts >= 0) {
-		snprintf(buf, bufsz, "%s%smax-rcpts=%lld", size,
-		    size[0] ? " " : "", (long long)r->max_rcpts);
-	} else {
-		snprintf(buf, bufsz, "%s", size[0] ? size : "-");
+		append(buf, bufsz, &len, "%smax-rcpts=%lld", len ? " " : "",
+		    (long long)r->max_rcpts);
 	}
+	if (len > 0 && rule_has_spf(r)) {
+		sep = " spf:";
+	}
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] >= 0) {
+			append(buf, bufsz, &len, "%s%s=%s", sep, spf_results[i],
+			    ag_disp_name((enum ag_disp)r->spf_disp[i]));
+			sep = ",";
+		}
+	}
+	if (r->spf_check >= 0) {
+		append(buf, bufsz, &len, "%scheck=%s", sep,
+		    r->spf_check ? "on" : "off");
+	}
+	if (len == 0) {
+		append(buf, bufsz, &len, "-");
+	}
+}
+
+/* The SPF settings of R as a JSON object: {"fail":"reject",...}. */
+static void
+put_spf_json(FILE *fp, const struct ag_rule *r)
+{
+	const char *sep = "";
+	size_t i;
+
+	fputc('{', fp);
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] >= 0) {
+			fprintf(fp, "%s\"%s\":\"%s\"", sep, spf_results[i],
+			    ag_disp_name((enum ag_disp)r->spf_disp[i]));
+			sep = ",";
+		}
+	}
+	if (r->spf_check >= 0) {
+		fprintf(fp, "%s\"check\":\"%s\"", sep,
+		    r->spf_check ? "on" : "off");
+	}
+	fputc('}', fp);
 }
 
 /* One rule as a JSON object. */
@@ -589,6 +744,8 @@ put_rule_json(FILE *fp, const struct ag_rule *r)
 	put_json_limit(fp, r->max_size);
 	fputs(",\"max_rcpts\":", fp);
 	put_json_limit(fp, r->max_rcpts);
+	fputs(",\"spf\":", fp);
+	put_spf_json(fp, r);
 	fputs(",\"comment\":", fp);
 	put_json(fp, r->comment);
 	fputc('}', fp);
@@ -600,7 +757,7 @@ list_text(const struct ag_policy *p, int64_t id)
 {
 	size_t n = ag_policy_count(p), i, w, wm = 7, ws = 8;
 	const struct ag_rule *r;
-	char set[80];
+	char set[256];
 
 	for (i = 0; i < n; i++) {
 		r = ag_policy_rule(p, i);

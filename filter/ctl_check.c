@@ -244,44 +244,117 @@ put_verdict(bool json, const struct ag_verdict *v, bool reached)
 	putchar('\n');
 }
 
-/* A setting and the rule that decides it. */
+/* How a setting's value reads. */
+enum setting_kind {
+	SK_NUMBER,	/* 50 */
+	SK_BYTES,	/* 10M */
+	SK_DISP,	/* reject (an enum ag_disp), a JSON string */
+	SK_ONOFF	/* on | off, a JSON string */
+};
+
+/* Format V of KIND into BUF; JSON strings get their quotes. */
+static const char *
+setting_text(char *buf, size_t bufsz, enum setting_kind kind, int64_t v,
+    bool json)
+{
+	const char *q = json ? "\"" : "";
+
+	switch (kind) {
+	case SK_BYTES:
+		if (!json) {
+			return format_bytes(buf, bufsz, v);
+		}
+		break;
+	case SK_DISP:
+		snprintf(buf, bufsz, "%s%s%s", q,
+		    ag_disp_name((enum ag_disp)v), q);
+		return buf;
+	case SK_ONOFF:
+		snprintf(buf, bufsz, "%s%s%s", q, v ? "on" : "off", q);
+		return buf;
+	case SK_NUMBER:
+		break;
+	}
+	snprintf(buf, bufsz, "%lld", (long long)v);
+	return buf;
+}
+
+/*
+ * A setting and the rule that decides it.  In text, LABEL is the column
+ * ("max-size", "spf") and PREFIX goes before the value ("fail=").
+ */
 static void
-put_setting(bool json, const char *name, const struct ag_setting *s,
-    bool bytes)
+put_setting(bool json, const char *name, const char *label,
+    const char *prefix, const struct ag_setting *s, enum setting_kind kind)
 {
 	char num[32];
 
 	if (json) {
-		printf(",\"%s\":", name);
-		if (s->value < 0) {
+		printf("\"%s\":", name);
+		if (s->value < 0 && s->trial < 0) {
 			fputs("null", stdout);
-		} else {
-			printf("{\"value\":%lld,\"rule\":%lld",
-			    (long long)s->value, (long long)s->rule_id);
-			if (s->trial >= 0) {
-				printf(",\"trial\":%lld,\"trial_rule\":%lld",
-				    (long long)s->trial,
-				    (long long)s->trial_rule_id);
-			}
-			putchar('}');
+			return;
 		}
+		fputs("{\"value\":", stdout);
+		if (s->value < 0) {
+			fputs("null,\"rule\":null", stdout);
+		} else {
+			printf("%s,\"rule\":%lld", setting_text(num,
+			    sizeof(num), kind, s->value, true),
+			    (long long)s->rule_id);
+		}
+		if (s->trial >= 0) {
+			printf(",\"trial\":%s,\"trial_rule\":%lld",
+			    setting_text(num, sizeof(num), kind, s->trial,
+			    true), (long long)s->trial_rule_id);
+		}
+		putchar('}');
 		return;
 	}
 	if (s->trial >= 0) {
-		printf("    %-10s trying %lld from dry-run rule %lld\n", name,
-		    (long long)s->trial, (long long)s->trial_rule_id);
+		printf("    %-10s trying %s%s from dry-run rule %lld\n", label,
+		    prefix, setting_text(num, sizeof(num), kind, s->trial,
+		    false), (long long)s->trial_rule_id);
 	}
 	if (s->value < 0) {
-		printf("    %-10s unlimited (no rule sets it)\n", name);
+		if (kind == SK_NUMBER || kind == SK_BYTES) {
+			printf("    %-10s unlimited (no rule sets it)\n",
+			    label);
+		}
 		return;
 	}
-	if (bytes) {
-		format_bytes(num, sizeof(num), s->value);
-	} else {
-		snprintf(num, sizeof(num), "%lld", (long long)s->value);
-	}
-	printf("    %-10s %s from rule %lld\n", name, num,
+	printf("    %-10s %s%s from rule %lld\n", label, prefix,
+	    setting_text(num, sizeof(num), kind, s->value, false),
 	    (long long)s->rule_id);
+}
+
+/*
+ * The SPF settings that some rule sets (or tries), and the rule that
+ * decides each; settings no rule sets take the configured defaults and
+ * are not shown.  JSON: "spf":{"fail":{"value":"reject","rule":3}}.
+ */
+static void
+put_spf_settings(bool json, const struct ag_eval *ev)
+{
+	const struct ag_setting *s;
+	char prefix[32];
+	size_t i, n = 0;
+
+	fputs(json ? ",\"spf\":{" : "", stdout);
+	for (i = 0; i <= AG_SPF_NRESULTS; i++) {
+		const char *name = i < AG_SPF_NRESULTS ?
+		    ctl_spf_result_name((enum ag_spf_result)i) : "check";
+
+		s = i < AG_SPF_NRESULTS ? &ev->spf_disp[i] : &ev->spf_check;
+		if (s->value < 0 && s->trial < 0) {
+			continue;
+		}
+		fputs(json && n++ > 0 ? "," : "", stdout);
+		snprintf(prefix, sizeof(prefix), "%s=", name);
+		put_setting(json, name, "spf", prefix, s,
+		    i < AG_SPF_NRESULTS ? SK_DISP : SK_ONOFF);
+	}
+	fputs(json ? "}" : "", stdout);
 }
 
 /* The rules that match F and the rule that decides each setting. */
@@ -307,9 +380,12 @@ put_matched(bool json, const struct ag_policy *p, const struct ag_facts *f)
 	}
 	fputs(json ? "]" : (n ? "\n" : "none\n"), stdout);
 	ag_policy_eval(p, f, &ev);
-	put_setting(json, json ? "max_size" : "max-size", &ev.max_size, true);
-	put_setting(json, json ? "max_rcpts" : "max-rcpts", &ev.max_rcpts,
-	    false);
+	fputs(json ? "," : "", stdout);
+	put_setting(json, "max_size", "max-size", "", &ev.max_size, SK_BYTES);
+	fputs(json ? "," : "", stdout);
+	put_setting(json, "max_rcpts", "max-rcpts", "", &ev.max_rcpts,
+	    SK_NUMBER);
+	put_spf_settings(json, &ev);
 }
 
 /* Print every phase: matching rules, settings, the session's verdict. */

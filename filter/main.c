@@ -412,7 +412,6 @@ open_socket_and_drop(const struct ag_config *cfg, const char *sock)
 	} else if (geteuid() == 0) {
 		ag_log_warning("running as root: set UserID in the config");
 	}
-	ag_log_info("listening on %s", sock);
 }
 
 /* Wait for signals until the filter stops; returns smfi_main's result. */
@@ -504,6 +503,8 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 		return 1;
 	}
 	ag_milter_set_engine(e);
+	/* ready: the socket is bound and the policy (or its failure) known */
+	ag_log_info("listening on %s", sock);
 	if (start_milter(&tid, &mrc) != 0) {
 		ag_log_err("cannot start the milter thread");
 		ag_engine_free(e);

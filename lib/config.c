@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 
 #define AG_CONFIG_LINE_MAX 4096		/* bytes per line, without CR LF */
 #define AG_CONFIG_FILE_MAX (1024 * 1024)	/* a config file, in bytes */
@@ -66,7 +67,9 @@ enum kw_type {
 	KW_CIDRS,	/* struct ag_cidr_list, or "none" */
 	KW_BOOL,	/* bool: yes/no/true/false/1/0 */
 	KW_ACTION,	/* enum ag_action: tempfail|accept */
-	KW_UINT		/* unsigned within [min, max] */
+	KW_UINT,	/* unsigned within [min, max] */
+	KW_SERVERS,	/* char *: DNS forwarders ADDR[@PORT] ... */
+	KW_DISP		/* int (enum ag_disp): accept|tag|tempfail|reject */
 };
 
 #define KW_F_DEF_HOSTNAME 0x1	/* default is the host name */
@@ -113,6 +116,30 @@ static const struct kw kw_table[] = {
 	    1, 3600, 0, "seconds between checks for rule changes" },
 	{ "DatabaseTimeout", KW_UINT, "2000", OFF(database_timeout),
 	    0, 60000, 0, "milliseconds to wait for a database lock" },
+	{ "DNSServer", KW_SERVERS, NULL, OFF(dns_servers), 0, 0, 0,
+	    "DNS servers to ask, ADDR[@PORT] ...; unset: /etc/resolv.conf" },
+	{ "DNSTimeout", KW_UINT, "5000", OFF(dns_timeout), 100, 60000, 0,
+	    "milliseconds to wait for one DNS answer" },
+	{ "SPFTimeout", KW_UINT, "15000", OFF(spf_timeout), 100, 120000, 0,
+	    "milliseconds one SPF evaluation may take in all" },
+	{ "SPFCheck", KW_BOOL, "yes", OFF(spf_check), 0, 0, 0,
+	    "check SPF at all (rules can turn it off for some mail)" },
+	{ "SPFCheckHelo", KW_BOOL, "yes", OFF(spf_check_helo), 0, 0, 0,
+	    "also check the HELO identity (RFC 7208 2.3)" },
+	{ "On-SPFPass", KW_DISP, "accept", OFF(spf_disp[AG_SPF_PASS]), 0, 0, 0,
+	    "what an SPF pass gets" },
+	{ "On-SPFFail", KW_DISP, "reject", OFF(spf_disp[AG_SPF_FAIL]), 0, 0, 0,
+	    "what an SPF fail gets" },
+	{ "On-SPFSoftfail", KW_DISP, "accept", OFF(spf_disp[AG_SPF_SOFTFAIL]),
+	    0, 0, 0, "what an SPF softfail gets" },
+	{ "On-SPFNeutral", KW_DISP, "accept", OFF(spf_disp[AG_SPF_NEUTRAL]),
+	    0, 0, 0, "what an SPF neutral gets" },
+	{ "On-SPFNone", KW_DISP, "accept", OFF(spf_disp[AG_SPF_NONE]), 0, 0, 0,
+	    "what mail without an SPF record gets" },
+	{ "On-SPFTemperror", KW_DISP, "tempfail", OFF(spf_disp[AG_SPF_TEMPERROR]),
+	    0, 0, 0, "what an SPF temperror gets" },
+	{ "On-SPFPermerror", KW_DISP, "accept", OFF(spf_disp[AG_SPF_PERMERROR]),
+	    0, 0, 0, "what an SPF permerror gets" },
 };
 
 #define KW_COUNT (sizeof(kw_table) / sizeof(kw_table[0]))
@@ -598,6 +625,62 @@ parse_uint(const struct kw *k, const char *v, void *dst, char *msg,
 	return AG_OK;
 }
 
+/* DNSServer: forwarders "ADDR" or "ADDR@PORT", stored space-separated. */
+static ag_status
+parse_servers(const struct kw *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	char buf[1024], out[1024] = "", *tok, *save = NULL;
+	size_t used = 0;
+
+	(void)k;
+	if (strlen(v) >= sizeof(buf)) {
+		return bad_value(msg, msglen, v, "is too long");
+	}
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		char addr[64];
+		char *at = strrchr(tok, '@');
+		struct ag_ip ip;
+		unsigned long port;
+
+		snprintf(addr, sizeof(addr), "%.*s",
+		    (int)(at != NULL ? (size_t)(at - tok) : strlen(tok)), tok);
+		if (ag_ip_parse(addr, &ip) != AG_OK || strchr(addr, '[') != NULL) {
+			return bad_value(msg, msglen, tok, "is not an IP address "
+			    "(with an optional @PORT)");
+		}
+		if (at != NULL && (digits_value(at + 1, 10, 65535, &port) != 0 ||
+		    port == 0)) {
+			return bad_value(msg, msglen, tok, "has a bad port");
+		}
+		used += (size_t)snprintf(out + used, sizeof(out) - used, "%s%s",
+		    used > 0 ? " " : "", tok);
+	}
+	if (used == 0) {
+		return bad_value(msg, msglen, v, "names no server");
+	}
+	return set_concat(dst, "", out);
+}
+
+/* On-SPF*: accept, tag, tempfail or reject. */
+static ag_status
+parse_disp(const struct kw *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	char name[16];
+	enum ag_disp d;
+
+	(void)k;
+	if (!lower(name, sizeof(name), v) || ag_disp_parse(name, &d) != 0) {
+		return bad_value(msg, msglen, v,
+		    "is not accept, tag, tempfail or reject");
+	}
+	*(int *)dst = (int)d;
+	return AG_OK;
+}
+
 /* The dump_* functions print a field's value as a file would hold it. */
 static void
 dump_string(const void *src, FILE *fp)
@@ -663,6 +746,12 @@ dump_uint(const void *src, FILE *fp)
 	fprintf(fp, "%u", *(const unsigned *)src);
 }
 
+static void
+dump_disp(const void *src, FILE *fp)
+{
+	fputs(ag_disp_name((enum ag_disp)*(const int *)src), fp);
+}
+
 /* The release_* functions free what a field owns. */
 static void
 release_string(void *dst)
@@ -702,6 +791,9 @@ static const struct kw_ops {
 	[KW_ACTION] = { parse_action, dump_action, NULL,
 	    sizeof(enum ag_action) },
 	[KW_UINT] = { parse_uint, dump_uint, NULL, sizeof(unsigned) },
+	[KW_SERVERS] = { parse_servers, dump_string, release_string,
+	    sizeof(char *) },
+	[KW_DISP] = { parse_disp, dump_disp, NULL, sizeof(int) },
 };
 
 /* The field of C that keyword K sets. */

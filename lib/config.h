@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
+#include "spf.h"
 #include "status.h"
 #include "verdict.h"
 
@@ -44,6 +45,12 @@ struct ag_config {
 	enum ag_action on_internal_error; /* On-InternalError: tempfail|accept */
 	unsigned policy_check_interval; /* PolicyCheckInterval: seconds, default 2 */
 	unsigned database_timeout; /* DatabaseTimeout: ms to wait for a lock, default 2000 */
+	char *dns_servers;	/* DNSServer: "ADDR[@PORT] ..."; NULL = resolv.conf */
+	unsigned dns_timeout;	/* DNSTimeout: ms per query, default 5000 */
+	unsigned spf_timeout;	/* SPFTimeout: ms per evaluation, default 15000 */
+	bool spf_check;		/* SPFCheck: default yes */
+	bool spf_check_helo;	/* SPFCheckHelo: default yes */
+	int spf_disp[AG_SPF_NRESULTS]; /* On-SPF<Result>: an enum ag_disp each */
 };
 
 /*

@@ -25,11 +25,22 @@ struct polref {
 	unsigned refs;
 };
 
+/* The resolver and the checkers on it, shared while its settings last. */
+struct checkers {
+	unsigned refs;
+	struct ag_dns *dns;
+	struct ag_spf *spf;
+	char *servers;		/* the settings they were made for */
+	unsigned timeout;
+	char *receiver;
+};
+
 /* A published snapshot with its reference count. */
 struct snap {
 	struct ag_snapshot pub;	/* must be first: callers see only this */
 	unsigned refs;
 	struct polref *pol;	/* NULL: no policy */
+	struct checkers *chk;	/* NULL: no resolver */
 };
 
 struct ag_engine {
@@ -43,6 +54,7 @@ struct ag_engine {
 	int64_t data_version;		/* last seen, -1 unknown */
 	bool db_failing;		/* to log a failure once, and recovery */
 	uint64_t generation;
+	struct checkers *chk;		/* for the next snapshot; may be NULL */
 
 	pthread_t watcher;
 	bool watching;
@@ -50,6 +62,68 @@ struct ag_engine {
 	pthread_cond_t stop_cond;
 	bool stop;
 };
+
+/* Drop one reference to the checkers; free them at zero. */
+static void
+checkers_unref(struct checkers *k)
+{
+	if (k == NULL || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+		return;
+	}
+	ag_spf_free(k->spf);
+	ag_dns_free(k->dns);
+	free(k->servers);
+	free(k->receiver);
+	free(k);
+}
+
+/* Equal optional strings? */
+static bool
+same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * Make the checkers for CFG unless the current ones fit it.  Caller holds
+ * db_lock.  On failure the old ones are kept, if any, and it is logged.
+ */
+static void
+checkers_update(struct ag_engine *e, const struct ag_config *cfg)
+{
+	struct ag_dns_opts opts = { cfg->dns_servers, cfg->dns_timeout };
+	struct checkers *k = e->chk;
+	char err[256];
+
+	if (k != NULL && same_str(k->servers, cfg->dns_servers) &&
+	    k->timeout == cfg->dns_timeout &&
+	    same_str(k->receiver, cfg->authserv_id)) {
+		return;
+	}
+	k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		ag_log_err("out of memory making the resolver");
+		return;
+	}
+	k->refs = 1;
+	k->timeout = cfg->dns_timeout;
+	if ((cfg->dns_servers != NULL &&
+	    (k->servers = strdup(cfg->dns_servers)) == NULL) ||
+	    (k->receiver = strdup(cfg->authserv_id)) == NULL ||
+	    ag_dns_new(&opts, &k->dns, err, sizeof(err)) != AG_OK ||
+	    ag_spf_new(k->dns, cfg->authserv_id, &k->spf, err,
+	    sizeof(err)) != AG_OK) {
+		ag_log_err("cannot make the resolver (%s): %s",
+		    cfg->dns_servers != NULL ? cfg->dns_servers : "resolv.conf",
+		    k->servers == NULL && cfg->dns_servers != NULL ?
+		    "out of memory" : err);
+		checkers_unref(k);
+		return;
+	}
+	checkers_unref(e->chk);
+	e->chk = k;
+}
 
 /* Drop one reference to a shared policy. */
 static void
@@ -76,6 +150,7 @@ snap_unref(struct snap *s)
 		return;
 	}
 	polref_unref(s->pol);
+	checkers_unref(s->chk);
 	ag_config_unref(s->pub.cfg);
 	free(s);
 }
@@ -100,6 +175,12 @@ publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
 	}
 	s->refs = 1;
 	s->pol = pol;
+	s->chk = e->chk;
+	if (s->chk != NULL) {
+		__atomic_add_fetch(&s->chk->refs, 1, __ATOMIC_ACQ_REL);
+		s->pub.dns = s->chk->dns;
+		s->pub.spf = s->chk->spf;
+	}
 	s->pub.cfg = cfg;
 	s->pub.policy = pol != NULL ? pol->policy : NULL;
 	s->pub.policy_stale = stale;
@@ -141,7 +222,7 @@ publish_failure(struct ag_engine *e, const char *err)
 	struct snap *cur = e->cur;
 	struct polref *keep = NULL;
 
-	if (cur != NULL && cur->pub.cfg == e->cfg &&
+	if (cur != NULL && cur->pub.cfg == e->cfg && cur->chk == e->chk &&
 	    strcmp(cur->pub.dberr, err) == 0) {
 		return;
 	}
@@ -254,6 +335,7 @@ ag_engine_new(struct ag_config *cfg, bool create, struct ag_engine **out)
 	e->data_version = -1;
 
 	pthread_mutex_lock(&e->db_lock);
+	checkers_update(e, cfg);
 	db_refresh(e, true);
 	pthread_mutex_unlock(&e->db_lock);
 	if (e->cur == NULL) {
@@ -326,6 +408,7 @@ ag_engine_free(struct ag_engine *e)
 		pthread_join(e->watcher, NULL);
 	}
 	snap_unref(e->cur);
+	checkers_unref(e->chk);
 	ag_store_close(e->store);
 	ag_config_unref(e->cfg);
 	pthread_mutex_destroy(&e->cur_lock);
@@ -347,6 +430,7 @@ ag_engine_reload(struct ag_engine *e, struct ag_config *cfg)
 	}
 	ag_config_unref(e->cfg);
 	e->cfg = ag_config_ref(cfg);
+	checkers_update(e, cfg);
 	db_refresh(e, true);
 	pthread_mutex_unlock(&e->db_lock);
 }

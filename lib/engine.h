@@ -13,6 +13,10 @@
  * error; with no policy at all, sessions answer with On-DatabaseError.
  * The watcher retries every PolicyCheckInterval seconds.
  *
+ * The resolver and the SPF checker live as long as some snapshot holds
+ * them: they are made again only when DNSServer, DNSTimeout or AuthservID
+ * change on reload.
+ *
  * Thread safety: every function may be called from any thread.
  */
 #ifndef AG_ENGINE_H
@@ -22,7 +26,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dns.h"
 #include "policy.h"
+#include "spf.h"
 #include "status.h"
 
 struct ag_snapshot {
@@ -31,6 +37,8 @@ struct ag_snapshot {
 	bool policy_stale;		/* policy is the last good one, db failing */
 	char dberr[256];		/* why the database failed, or "" */
 	uint64_t generation;		/* increases with every swap */
+	struct ag_dns *dns;		/* NULL: no resolver (see the log) */
+	struct ag_spf *spf;		/* NULL: no resolver */
 };
 
 struct ag_engine;

@@ -16,6 +16,11 @@
  * never satisfy a condition on them.  Addresses compare without regard
  * to case (local part included); sasl-user compares exactly;
  * authenticated=yes means a SASL user is known.
+ *
+ * SPF settings (a disposition per SPF result, and whether to check at
+ * all) follow the same precedence as the limits, one setting per result.
+ * The SPF result names are not needed here, so this file does not link
+ * against lib/spf.c (nor libspf2).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -32,7 +37,19 @@ struct ag_policy {
 	size_t n;
 	struct ag_rule *rules;	/* sorted: priority asc, then id asc */
 	unsigned *fields;	/* per rule: bit (1 << field) per condition */
+	bool spf_per_rcpt;	/* see ag_policy_spf_per_rcpt() */
 };
+
+#define RCPT_FIELDS ((1u << AG_F_RCPT) | (1u << AG_F_RCPT_DOMAIN))
+
+static const char *const disp_names[] = {
+	[AG_DISP_ACCEPT] = "accept",
+	[AG_DISP_TAG] = "tag",
+	[AG_DISP_TEMPFAIL] = "tempfail",
+	[AG_DISP_REJECT] = "reject",
+};
+
+#define AG_DISP_COUNT (sizeof(disp_names) / sizeof(disp_names[0]))
 
 static const char *const field_names[AG_F_COUNT] = {
 	[AG_F_CLIENT] = "client",
@@ -72,6 +89,55 @@ ag_field_parse(const char *name, enum ag_field *out)
 		}
 	}
 	return -1;
+}
+
+/* The disposition's name, or "?" for a value out of range. */
+const char *
+ag_disp_name(enum ag_disp d)
+{
+	if ((unsigned)d >= AG_DISP_COUNT) {
+		return "?";
+	}
+	return disp_names[d];
+}
+
+/* Exact (case-sensitive) lookup of a disposition name. */
+int
+ag_disp_parse(const char *name, enum ag_disp *out)
+{
+	unsigned i;
+
+	if (name == NULL) {
+		return -1;
+	}
+	for (i = 0; i < AG_DISP_COUNT; i++) {
+		if (strcmp(name, disp_names[i]) == 0) {
+			*out = (enum ag_disp)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Every setting unset, so that a rule built here decides nothing it was
+ * not told to: a zeroed spf_disp[] would read as "accept" for every
+ * result, a zeroed spf_check as "do not check".
+ */
+void
+ag_rule_init(struct ag_rule *r)
+{
+	size_t i;
+
+	memset(r, 0, sizeof(*r));
+	r->priority = AG_PRIORITY_DEFAULT;
+	r->enabled = true;
+	r->max_size = AG_LIMIT_UNSET;
+	r->max_rcpts = AG_LIMIT_UNSET;
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		r->spf_disp[i] = AG_LIMIT_UNSET;
+	}
+	r->spf_check = AG_LIMIT_UNSET;
 }
 
 /* Copy S into OUT or fail with "too long". */
@@ -361,7 +427,7 @@ ag_rule_matches(const struct ag_rule *r, const struct ag_facts *f)
 	return present == held;
 }
 
-/* Free the contents of one rule and zero it. */
+/* Free the contents of one rule and reset it as ag_rule_init() does. */
 void
 ag_rule_clear(struct ag_rule *r)
 {
@@ -375,7 +441,38 @@ ag_rule_clear(struct ag_rule *r)
 	}
 	free(r->match);
 	free(r->comment);
-	memset(r, 0, sizeof(*r));
+	ag_rule_init(r);
+}
+
+/* Does R set any SPF setting? */
+static bool
+rule_sets_spf(const struct ag_rule *r)
+{
+	size_t i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] != AG_LIMIT_UNSET) {
+			return true;
+		}
+	}
+	return r->spf_check != AG_LIMIT_UNSET;
+}
+
+/* Are R's SPF settings unset or in range? */
+static bool
+rule_spf_ok(const struct ag_rule *r)
+{
+	size_t i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] != AG_LIMIT_UNSET &&
+		    (r->spf_disp[i] < 0 ||
+		    r->spf_disp[i] >= (int64_t)AG_DISP_COUNT)) {
+			return false;
+		}
+	}
+	return r->spf_check == AG_LIMIT_UNSET || r->spf_check == 0 ||
+	    r->spf_check == 1;
 }
 
 /*
@@ -451,6 +548,9 @@ ag_policy_new(struct ag_rule *rules, size_t nrules, struct ag_policy **out)
 		return AG_NOMEM;
 	}
 	for (i = 0; i < p->n && st == AG_OK; i++) {
+		if (!rule_spf_ok(&p->rules[i])) {
+			st = AG_INVALID;
+		}
 		for (j = 0; j < p->rules[i].nmatch && st == AG_OK; j++) {
 			st = match_compile(&p->rules[i].match[j]);
 		}
@@ -465,6 +565,11 @@ ag_policy_new(struct ag_rule *rules, size_t nrules, struct ag_policy **out)
 	for (i = 0; i < p->n; i++) {
 		for (j = 0; j < p->rules[i].nmatch; j++) {
 			p->fields[i] |= 1u << p->rules[i].match[j].field;
+		}
+		/* A dry-run rule counts too: its trial is per recipient. */
+		if (p->rules[i].enabled && (p->fields[i] & RCPT_FIELDS) != 0 &&
+		    rule_sets_spf(&p->rules[i])) {
+			p->spf_per_rcpt = true;
 		}
 	}
 	*out = p;
@@ -511,6 +616,13 @@ ag_policy_rule(const struct ag_policy *p, size_t i)
 	return &p->rules[i];
 }
 
+/* Must the SPF decision wait for RCPT TO?  Computed in ag_policy_new(). */
+bool
+ag_policy_spf_per_rcpt(const struct ag_policy *p)
+{
+	return p != NULL && p->spf_per_rcpt;
+}
+
 /* Take VALUE from rule R for setting S unless an earlier rule set it. */
 static void
 setting_take(struct ag_setting *s, int64_t value, const struct ag_rule *r)
@@ -544,10 +656,14 @@ void
 ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
     struct ag_eval *out)
 {
-	size_t i;
+	size_t i, k;
 
 	setting_init(&out->max_size);
 	setting_init(&out->max_rcpts);
+	for (k = 0; k < AG_SPF_NRESULTS; k++) {
+		setting_init(&out->spf_disp[k]);
+	}
+	setting_init(&out->spf_check);
 	out->nmatched = 0;
 	if (p == NULL || f == NULL) {
 		return;
@@ -559,8 +675,7 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 			continue;
 		}
 		/* Cheap pre-check: recipient conditions need a recipient. */
-		if (f->rcpt == NULL && (p->fields[i] &
-		    ((1u << AG_F_RCPT) | (1u << AG_F_RCPT_DOMAIN))) != 0) {
+		if (f->rcpt == NULL && (p->fields[i] & RCPT_FIELDS) != 0) {
 			continue;
 		}
 		if (!ag_rule_matches(r, f)) {
@@ -569,5 +684,9 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 		out->nmatched++;
 		setting_take(&out->max_size, r->max_size, r);
 		setting_take(&out->max_rcpts, r->max_rcpts, r);
+		for (k = 0; k < AG_SPF_NRESULTS; k++) {
+			setting_take(&out->spf_disp[k], r->spf_disp[k], r);
+		}
+		setting_take(&out->spf_check, r->spf_check, r);
 	}
 }

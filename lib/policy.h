@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "spf.h"
 #include "status.h"
 
 #define AG_PRIORITY_DEFAULT 100
@@ -69,6 +70,21 @@ ag_status ag_match_normalize(enum ag_field f, const char *value,
 
 #define AG_LIMIT_UNSET (-1)
 
+/*
+ * What to do with the outcome of a check (an SPF result now; DKIM and
+ * DMARC later).  Stored in settings as its number.
+ */
+enum ag_disp {
+	AG_DISP_ACCEPT = 0,	/* accept; the result is recorded in headers */
+	AG_DISP_TAG,		/* accept, recorded, and the message is marked */
+	AG_DISP_TEMPFAIL,	/* 4xx */
+	AG_DISP_REJECT		/* 5xx */
+};
+
+/* "accept", "tag", "tempfail", "reject"; parse returns 0 or -1. */
+const char *ag_disp_name(enum ag_disp d);
+int ag_disp_parse(const char *name, enum ag_disp *out);
+
 struct ag_rule {
 	int64_t id;
 	int priority;
@@ -80,7 +96,12 @@ struct ag_rule {
 	/* settings; AG_LIMIT_UNSET when the rule does not set them */
 	int64_t max_size;	/* bytes */
 	int64_t max_rcpts;	/* recipients per message */
+	int64_t spf_disp[AG_SPF_NRESULTS]; /* an enum ag_disp per result */
+	int64_t spf_check;	/* 1 check SPF, 0 do not (e.g. a trusted relay) */
 };
+
+/* A rule with no conditions and every setting unset; enabled. */
+void ag_rule_init(struct ag_rule *r);
 
 /* The facts a transaction presents to the rules. */
 struct ag_facts {
@@ -108,6 +129,8 @@ struct ag_setting {
 struct ag_eval {
 	struct ag_setting max_size;
 	struct ag_setting max_rcpts;
+	struct ag_setting spf_disp[AG_SPF_NRESULTS];
+	struct ag_setting spf_check;
 	size_t nmatched;	/* number of rules that matched */
 };
 
@@ -124,6 +147,13 @@ void ag_policy_free(struct ag_policy *p);	/* NULL is fine */
 
 size_t ag_policy_count(const struct ag_policy *p);
 const struct ag_rule *ag_policy_rule(const struct ag_policy *p, size_t i);
+
+/*
+ * True when an enabled rule with a recipient condition sets an SPF
+ * setting: the SPF decision then waits for RCPT TO (so that, e.g.,
+ * postmaster@ can be exempt from SPF rejections).
+ */
+bool ag_policy_spf_per_rcpt(const struct ag_policy *p);
 
 /* Does RULE match FACTS (ignoring enabled)? */
 bool ag_rule_matches(const struct ag_rule *r, const struct ag_facts *f);

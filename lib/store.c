@@ -8,6 +8,12 @@
  * schema.  A new table is one more string in migrations[] and one more
  * in AG_STORE_SCHEMA_VERSION (a static assertion keeps them together).
  *
+ * A rule is a row of rules, its conditions (rule_match) and its check
+ * actions (rule_action: kind, name, value).  A row the program does not
+ * understand (an unknown field, kind, setting name or value) refuses the
+ * whole policy with an error naming the rule, rather than loading the
+ * rule without it.
+ *
  * Every statement is prepared with bound parameters; the only SQL built
  * with printf is "PRAGMA user_version = N" with an integer, which SQLite
  * cannot bind.
@@ -47,7 +53,37 @@ static const char *const migrations[] = {
 	" field TEXT NOT NULL,"
 	" value TEXT NOT NULL);"
 	"CREATE INDEX rule_match_rule_id ON rule_match(rule_id);",
+	/*
+	 * 1 -> 2: the per-rule actions of the checks, one row per setting:
+	 * (spf, RESULT, DISPOSITION) and (spf, check, on|off); DKIM and
+	 * DMARC will add kinds.  The UNIQUE index also serves the lookup and
+	 * the cascade by rule_id.
+	 */
+	"CREATE TABLE rule_action ("
+	" rule_id INTEGER NOT NULL REFERENCES rules(id) ON DELETE CASCADE,"
+	" kind TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" value TEXT NOT NULL,"
+	" UNIQUE (rule_id, kind, name));",
 };
+
+/*
+ * SPF result names as stored in rule_action.name (RFC 7208 2.6), the
+ * same spellings as ag_spf_result_name().  Kept here so that reading
+ * rules does not pull lib/spf.c (and libspf2) into every program.
+ */
+static const char *const spf_result_names[AG_SPF_NRESULTS] = {
+	[AG_SPF_NONE] = "none",
+	[AG_SPF_NEUTRAL] = "neutral",
+	[AG_SPF_PASS] = "pass",
+	[AG_SPF_FAIL] = "fail",
+	[AG_SPF_SOFTFAIL] = "softfail",
+	[AG_SPF_TEMPERROR] = "temperror",
+	[AG_SPF_PERMERROR] = "permerror",
+};
+
+#define ACTION_KIND_SPF "spf"
+#define ACTION_SPF_CHECK "check"	/* the name of spf_check's row */
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
     AG_STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -411,6 +447,19 @@ rule_validate(struct ag_store *s, const struct ag_rule *r,
 	    (r->max_rcpts < 0 && r->max_rcpts != AG_LIMIT_UNSET)) {
 		return store_err(s, AG_INVALID, "negative limit");
 	}
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] != AG_LIMIT_UNSET &&
+		    (r->spf_disp[i] < 0 || r->spf_disp[i] > AG_DISP_REJECT)) {
+			return store_err(s, AG_INVALID, "spf %s: bad "
+			    "disposition %lld", spf_result_names[i],
+			    (long long)r->spf_disp[i]);
+		}
+	}
+	if (r->spf_check != AG_LIMIT_UNSET && r->spf_check != 0 &&
+	    r->spf_check != 1) {
+		return store_err(s, AG_INVALID, "spf check: bad value %lld "
+		    "(0 or 1)", (long long)r->spf_check);
+	}
 	if (r->nmatch > 0 && r->match == NULL) {
 		return store_err(s, AG_INVALID, "conditions missing");
 	}
@@ -483,7 +532,48 @@ rule_insert_matches(struct ag_store *s, int64_t id, const struct ag_rule *r,
 	return rv;
 }
 
-/* Insert a rule and its conditions in one transaction. */
+/* Insert one rule_action row with a prepared statement ST. */
+static ag_status
+action_insert(struct ag_store *s, sqlite3_stmt *st, int64_t id,
+    const char *kind, const char *name, const char *value)
+{
+	int rc;
+
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	return rc == SQLITE_DONE ? AG_OK : store_sqlerr(s, rc, "adding a rule");
+}
+
+/* Insert the actions (SPF settings) of rule ID. */
+static ag_status
+rule_insert_actions(struct ag_store *s, int64_t id, const struct ag_rule *r)
+{
+	sqlite3_stmt *st = NULL;
+	ag_status rv;
+	size_t i;
+
+	rv = store_prepare(s, "INSERT INTO rule_action (rule_id, kind, name, "
+	    "value) VALUES (?, ?, ?, ?)", &st, "adding a rule");
+	for (i = 0; rv == AG_OK && i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] != AG_LIMIT_UNSET) {
+			rv = action_insert(s, st, id, ACTION_KIND_SPF,
+			    spf_result_names[i],
+			    ag_disp_name((enum ag_disp)r->spf_disp[i]));
+		}
+	}
+	if (rv == AG_OK && r->spf_check != AG_LIMIT_UNSET) {
+		rv = action_insert(s, st, id, ACTION_KIND_SPF,
+		    ACTION_SPF_CHECK, r->spf_check ? "on" : "off");
+	}
+	sqlite3_finalize(st);
+	return rv;
+}
+
+/* Insert a rule, its conditions and its actions in one transaction. */
 ag_status
 ag_store_rule_add(struct ag_store *s, const struct ag_rule *rule,
     int64_t *id)
@@ -508,6 +598,9 @@ ag_store_rule_add(struct ag_store *s, const struct ag_rule *rule,
 		st = rule_insert(s, rule, &newid);
 		if (st == AG_OK) {
 			st = rule_insert_matches(s, newid, rule, values);
+		}
+		if (st == AG_OK) {
+			st = rule_insert_actions(s, newid, rule);
 		}
 		if (st == AG_OK) {
 			st = store_exec(s, "COMMIT", "adding a rule");
@@ -552,7 +645,7 @@ rule_change(struct ag_store *s, const char *sql, int64_t id, int on,
 	return rv;
 }
 
-/* Delete a rule; its conditions go with it (ON DELETE CASCADE). */
+/* Delete a rule; conditions and actions go with it (ON DELETE CASCADE). */
 ag_status
 ag_store_rule_del(struct ag_store *s, int64_t id)
 {
@@ -606,7 +699,7 @@ load_rule_row(struct ag_store *s, sqlite3_stmt *st, struct ag_rule *r)
 {
 	const unsigned char *comment;
 
-	memset(r, 0, sizeof(*r));
+	ag_rule_init(r);
 	r->id = sqlite3_column_int64(st, 0);
 	r->priority = sqlite3_column_int(st, 1);
 	r->enabled = sqlite3_column_int(st, 2) != 0;
@@ -738,7 +831,91 @@ load_matches(struct ag_store *s, struct rule_vec *rv)
 	return ret;
 }
 
-/* Read rules and conditions in one read transaction into a snapshot. */
+/* The SPF result named NAME, or -1. */
+static int
+spf_result_parse(const char *name)
+{
+	int i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (strcmp(name, spf_result_names[i]) == 0) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Apply one action read from the database to R, checking it. */
+static ag_status
+load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
+    const char *name, const char *value)
+{
+	enum ag_disp d;
+	int res;
+
+	if (kind == NULL || name == NULL || value == NULL) {
+		if (sqlite3_errcode(s->db) == SQLITE_NOMEM) {
+			return store_err(s, AG_NOMEM, "out of memory");
+		}
+		return store_err(s, AG_PERMFAIL, "rule %lld: action with a "
+		    "NULL kind, name or value", (long long)r->id);
+	}
+	if (strcmp(kind, ACTION_KIND_SPF) != 0) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: unknown action "
+		    "kind '%s'", (long long)r->id, kind);
+	}
+	if (strcmp(name, ACTION_SPF_CHECK) == 0) {
+		if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+			return store_err(s, AG_PERMFAIL, "rule %lld: bad spf "
+			    "check value '%s' (on or off)", (long long)r->id,
+			    value);
+		}
+		r->spf_check = strcmp(value, "on") == 0;
+		return AG_OK;
+	}
+	if ((res = spf_result_parse(name)) < 0) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: unknown spf "
+		    "setting '%s'", (long long)r->id, name);
+	}
+	if (ag_disp_parse(value, &d) != 0) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: bad spf %s value "
+		    "'%s' (accept, tag, tempfail or reject)", (long long)r->id,
+		    name, value);
+	}
+	r->spf_disp[res] = d;
+	return AG_OK;
+}
+
+/* Attach every action to its rule. */
+static ag_status
+load_actions(struct ag_store *s, struct rule_vec *rv)
+{
+	sqlite3_stmt *st = NULL;
+	struct ag_rule *r;
+	ag_status ret;
+	int rc = SQLITE_DONE;
+
+	ret = store_prepare(s, "SELECT rule_id, kind, name, value FROM "
+	    "rule_action ORDER BY rule_id, rowid", &st,
+	    "reading rule actions");
+	while (ret == AG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		r = find_rule(rv, sqlite3_column_int64(st, 0));
+		if (r == NULL) {
+			continue;	/* orphan: foreign keys were off */
+		}
+		ret = load_action_row(s, r,
+		    (const char *)sqlite3_column_text(st, 1),
+		    (const char *)sqlite3_column_text(st, 2),
+		    (const char *)sqlite3_column_text(st, 3));
+	}
+	if (ret == AG_OK && rc != SQLITE_DONE) {
+		ret = store_sqlerr(s, rc, "reading rule actions");
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* Read rules, conditions and actions in one read transaction. */
 ag_status
 ag_store_load_policy(struct ag_store *s, struct ag_policy **out)
 {
@@ -754,6 +931,9 @@ ag_store_load_policy(struct ag_store *s, struct ag_policy **out)
 	st = load_rules(s, &rv);
 	if (st == AG_OK) {
 		st = load_matches(s, &rv);
+	}
+	if (st == AG_OK) {
+		st = load_actions(s, &rv);
 	}
 	if (st == AG_OK) {
 		st = store_exec(s, "COMMIT", "reading rules");

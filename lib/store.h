@@ -23,7 +23,7 @@
 #include "status.h"
 
 /* The schema version this program writes (PRAGMA user_version). */
-#define AG_STORE_SCHEMA_VERSION 1
+#define AG_STORE_SCHEMA_VERSION 2
 
 enum {
 	AG_STORE_CREATE = 1 << 0,	/* create file and schema if missing */

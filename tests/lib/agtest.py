@@ -588,6 +588,11 @@ class Authgate:
             "LogLevel": "debug",
             "PolicyCheckInterval": "1",
             "DatabaseTimeout": "500",
+            # Never the system's resolver (it is off loopback): tests that
+            # check SPF point DNSServer at their own DNS server.
+            "DNSServer": "127.0.0.1@9",
+            "DNSTimeout": "500",
+            "SPFCheck": "no",
         }
         if conf:
             self.settings.update(conf)
@@ -862,3 +867,41 @@ def check_decision(ag, qid, action, rule=None, reason=None, since=0, timeout=5.0
     check("%s: no field without a value" % what, not empty,
           expected="every key=value with a value", got="empty %s in: %s" % (empty, d["line"]))
     return d
+
+
+# ---------------------------------------------------------------------------
+# Message headers (added for the SPF tests; shared by any test that checks
+# what authgate adds to a message)
+
+
+def unfold(value):
+    """A header value with its folding (CRLF or LF followed by white space)
+    undone (RFC 5322 2.2.3)."""
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
+def header_fields(text):
+    """The header block of a message (or smtp-sink dump) TEXT as a list of
+    (name, unfolded value) in order; the value has its leading white space
+    removed."""
+    head = re.split(r"\r?\n\r?\n", text, 1)[0]
+    out = []
+    for ln in re.split(r"\r?\n(?![ \t])", head):
+        if ":" not in ln:
+            continue
+        name, _, value = ln.partition(":")
+        out.append((name.strip(), unfold(value).strip()))
+    return out
+
+
+def authres_results(value):
+    """Parse an Authentication-Results VALUE with python3-authres (the
+    module must be there: require('authres', 'module')).  Returns
+    (authserv_id, [(method, result, reason, {'ptype.property': value})])."""
+    import authres
+    h = authres.AuthenticationResultsHeader.parse("Authentication-Results: " + unfold(value))
+    res = []
+    for r in h.results:
+        props = {"%s.%s" % (p.type, p.name): p.value for p in r.properties}
+        res.append((r.method, r.result, r.reason, props))
+    return h.authserv_id, res

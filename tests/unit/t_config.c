@@ -25,6 +25,7 @@
 
 /* "lib/" keeps clear of the autoconf config.h in the build directory. */
 #include "lib/config.h"
+#include "lib/policy.h"
 
 #define ERRSZ 1024
 
@@ -466,6 +467,23 @@ static const struct bad_case {
 	  "t.conf:1: DatabaseTimeout: \"60001\" is out of range (0 to 60000)" },
 	{ "timeout plus", "DatabaseTimeout +5\n",
 	  "t.conf:1: DatabaseTimeout: \"+5\" is not a number" },
+	{ "dns server name", "DNSServer ns.example.com\n",
+	  "t.conf:1: DNSServer: \"ns.example.com\" is not an IP address "
+	  "(with an optional @PORT)" },
+	{ "dns server port 0", "DNSServer 127.0.0.1@0\n",
+	  "t.conf:1: DNSServer: \"127.0.0.1@0\" has a bad port" },
+	{ "dns server port junk", "DNSServer 127.0.0.1@53x\n",
+	  "t.conf:1: DNSServer: \"127.0.0.1@53x\" has a bad port" },
+	{ "dns server bracketed", "DNSServer [::1]@53\n",
+	  "t.conf:1: DNSServer: \"[::1]@53\" is not an IP address "
+	  "(with an optional @PORT)" },
+	{ "dns timeout too small", "DNSTimeout 99\n",
+	  "t.conf:1: DNSTimeout: \"99\" is out of range (100 to 60000)" },
+	{ "spf timeout too big", "SPFTimeout 120001\n",
+	  "t.conf:1: SPFTimeout: \"120001\" is out of range (100 to 120000)" },
+	{ "spf action unknown", "On-SPFFail bounce\n",
+	  "t.conf:1: On-SPFFail: \"bounce\" is not accept, tag, tempfail or "
+	  "reject" },
 	{ "error after CRLF lines", "UMask 022\r\n\r\nDryRun perhaps\r\n",
 	  "t.conf:3: DryRun: \"perhaps\" is not yes or no" },
 	{ "last line without newline", "UMask 022\nDryRun perhaps",
@@ -632,7 +650,19 @@ test_full_and_round_trip(void **state)
 	    "On-DatabaseError accept\r\n"
 	    "On-InternalError accept\r\n"
 	    "PolicyCheckInterval 30\r\n"
-	    "DatabaseTimeout 500\r\n";
+	    "DatabaseTimeout 500\r\n"
+	    "DNSServer 127.0.0.1@5353, ::1\r\n"
+	    "DNSTimeout 1500\r\n"
+	    "SPFTimeout 9000\r\n"
+	    "SPFCheck no\r\n"
+	    "SPFCheckHelo no\r\n"
+	    "On-SPFPass tag\r\n"
+	    "On-SPFFail tempfail\r\n"
+	    "On-SPFSoftfail reject\r\n"
+	    "On-SPFNeutral tag\r\n"
+	    "On-SPFNone reject\r\n"
+	    "On-SPFTemperror accept\r\n"
+	    "On-SPFPermerror reject\r\n";
 	struct ag_config *c = NULL, *c2 = NULL;
 	char err[ERRSZ];
 	char *d1, *d2;
@@ -652,6 +682,10 @@ test_full_and_round_trip(void **state)
 	}
 	assert_string_equal(c->user_id, "authgate:mail");
 	assert_string_equal(c->pid_file, "/run/authgate.pid");
+	assert_string_equal(c->dns_servers, "127.0.0.1@5353 ::1");
+	assert_int_equal(c->spf_disp[AG_SPF_SOFTFAIL], AG_DISP_REJECT);
+	assert_int_equal(c->spf_disp[AG_SPF_PASS], AG_DISP_TAG);
+	assert_false(c->spf_check);
 	free(d1);
 	free(d2);
 	ag_config_unref(c);
@@ -872,7 +906,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 14);
+	assert_int_equal(i, 26);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 
@@ -896,8 +930,8 @@ tag_keyword(const char *line, char *buf, size_t bufsz)
 }
 
 /*
- * Every keyword of the table has a ".TP" entry in the KEYWORDS section of
- * man/authgate.conf.5, and every entry there is a keyword.
+ * Every keyword of the table has a ".TP" or ".TQ" entry in the KEYWORDS
+ * section of man/authgate.conf.5, and every entry there is a keyword.
  */
 static void
 test_man_page(void **state)
@@ -914,7 +948,8 @@ test_man_page(void **state)
 		if (strncmp(p, ".SH ", 4) == 0) {
 			sect = p + 4;
 		} else if (sect != NULL && strncmp(sect, "KEYWORDS", 8) == 0 &&
-		    strncmp(p, ".TP\n", 4) == 0 && n < 64) {
+		    (strncmp(p, ".TP\n", 4) == 0 ||
+		    strncmp(p, ".TQ\n", 4) == 0) && n < 64) {
 			tag_keyword(p + 4, documented[n++],
 			    sizeof(documented[0]));
 		}

@@ -1,7 +1,8 @@
 /*
  * t_policy.c - unit tests for lib/policy.c: condition syntax, matching
  * one rule against the facts of a transaction or a recipient, and the
- * precedence that picks one rule per setting.
+ * precedence that picks one rule per setting (limits and SPF settings),
+ * and whether the SPF decision has to wait for the recipients.
  *
  * Table-driven: every case has a label, which is also its TAP test name.
  * All cases run as one cmocka group, so the TAP output has one plan.
@@ -72,7 +73,10 @@ facts_build(const char *label, const struct fspec *s, struct fbuf *b)
 	b->f.trusted = s->trusted;
 }
 
-/* A rule as text: conditions are "field=value". */
+/*
+ * A rule as text: conditions are "field=value"; an entry "spf:SETTINGS"
+ * in the same list sets SPF settings ("spf:fail=reject,check=off").
+ */
 struct rspec {
 	int64_t id;
 	int priority;
@@ -83,13 +87,85 @@ struct rspec {
 	const char *m[MAXM];
 };
 
+/* SPF result names as the tests write them (lib/spf.c is not linked). */
+static const char *const spf_names[AG_SPF_NRESULTS] = {
+	[AG_SPF_NONE] = "none",
+	[AG_SPF_NEUTRAL] = "neutral",
+	[AG_SPF_PASS] = "pass",
+	[AG_SPF_FAIL] = "fail",
+	[AG_SPF_SOFTFAIL] = "softfail",
+	[AG_SPF_TEMPERROR] = "temperror",
+	[AG_SPF_PERMERROR] = "permerror",
+};
+
+/* Index of SPF setting NAME: a result, AG_SPF_NRESULTS for "check". */
+static size_t
+spf_index(const char *label, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (strcmp(name, spf_names[i]) == 0) {
+			return i;
+		}
+	}
+	if (strcmp(name, "check") != 0) {
+		fail_msg("%s: bad test SPF setting '%s'", label, name);
+	}
+	return AG_SPF_NRESULTS;
+}
+
+/* A setting's value as the tests write it: a disposition, on or off. */
+static int64_t
+spf_value(const char *label, size_t idx, const char *text)
+{
+	enum ag_disp d;
+
+	if (idx == AG_SPF_NRESULTS) {
+		if (strcmp(text, "on") != 0 && strcmp(text, "off") != 0) {
+			fail_msg("%s: bad test check value '%s'", label, text);
+		}
+		return strcmp(text, "on") == 0;
+	}
+	if (ag_disp_parse(text, &d) != 0) {
+		fail_msg("%s: bad test disposition '%s'", label, text);
+	}
+	return (int64_t)d;
+}
+
+/* Apply "fail=reject,check=off" (NULL: nothing) to R. */
+static void
+spf_apply(const char *label, const char *spec, struct ag_rule *r)
+{
+	char buf[256], *tok, *save = NULL, *eq;
+	size_t idx;
+
+	if (spec == NULL) {
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%s", spec);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		if ((eq = strchr(tok, '=')) == NULL) {
+			fail_msg("%s: bad test SPF spec '%s'", label, spec);
+		}
+		*eq = '\0';
+		idx = spf_index(label, tok);
+		if (idx == AG_SPF_NRESULTS) {
+			r->spf_check = spf_value(label, idx, eq + 1);
+		} else {
+			r->spf_disp[idx] = spf_value(label, idx, eq + 1);
+		}
+	}
+}
+
 /* Fill R from S (allocating); fails the test on a bad spec. */
 static void
 rule_build(const char *label, const struct rspec *s, struct ag_rule *r)
 {
 	size_t n = 0, i;
 
-	memset(r, 0, sizeof(*r));
+	ag_rule_init(r);
 	r->id = s->id;
 	r->priority = s->priority;
 	r->enabled = !s->disabled;
@@ -107,15 +183,19 @@ rule_build(const char *label, const struct rspec *s, struct ag_rule *r)
 		const char *eq = strchr(s->m[i], '=');
 		char name[32];
 
+		if (strncmp(s->m[i], "spf:", 4) == 0) {
+			spf_apply(label, s->m[i] + 4, r);
+			continue;
+		}
 		if (eq == NULL || (size_t)(eq - s->m[i]) >= sizeof(name)) {
 			fail_msg("%s: bad test condition '%s'", label, s->m[i]);
 		}
 		memcpy(name, s->m[i], (size_t)(eq - s->m[i]));
 		name[eq - s->m[i]] = '\0';
-		if (ag_field_parse(name, &r->match[i].field) != 0) {
+		if (ag_field_parse(name, &r->match[r->nmatch].field) != 0) {
 			fail_msg("%s: unknown field '%s'", label, name);
 		}
-		r->match[i].value = strdup(eq + 1);
+		r->match[r->nmatch].value = strdup(eq + 1);
 		r->nmatch++;
 	}
 }
@@ -550,6 +630,19 @@ check_setting(const char *label, const char *name,
 	}
 }
 
+/* Rules without SPF settings leave every SPF setting unset. */
+static void
+check_spf_unset(const char *label, const struct ag_eval *ev)
+{
+	static const struct ag_setting unset = { NO, 0, NO, 0 };
+	size_t i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		check_setting(label, spf_names[i], &ev->spf_disp[i], &unset);
+	}
+	check_setting(label, "spf check", &ev->spf_check, &unset);
+}
+
 static void
 test_eval(void **state)
 {
@@ -567,6 +660,354 @@ test_eval(void **state)
 	if (ev.nmatched != c->nmatched) {
 		fail_msg("%s: nmatched %zu, want %zu", c->label, ev.nmatched,
 		    c->nmatched);
+	}
+	check_spf_unset(c->label, &ev);
+}
+
+/* ---- SPF settings ------------------------------------------------------- */
+
+/* One expected SPF setting: NAME is a result or "check". */
+struct spf_want {
+	const char *name;
+	const char *value;	/* NULL: no enforcing rule */
+	int64_t rule;
+	const char *trial;	/* NULL: no trial */
+	int64_t trial_rule;
+};
+
+struct spf_case {
+	const char *label;
+	struct rspec rules[MAXR];
+	struct fspec facts;
+	struct spf_want want[AG_SPF_NRESULTS + 2]; /* the rest: unset */
+};
+
+#define TX_TO(rcpt) F("192.0.2.10", "mail.example.com", "a@example.com", \
+	NULL, false, rcpt)
+#define DEFAULT_SPF(id, spf) { id, 1000, false, false, NO, NO, { spf } }
+
+static const struct spf_case spf_cases[] = {
+	{ "spf: no rule sets it", {
+	    { 1, 1000, false, false, 10, 50, { NULL } } }, TX, { { NULL } } },
+	{ "spf: one rule, several results", {
+	    DEFAULT_SPF(1, "spf:fail=reject,softfail=tag,temperror=tempfail,"
+	    "none=accept") }, TX,
+	    { { "fail", "reject", 1, NULL, 0 },
+	      { "softfail", "tag", 1, NULL, 0 },
+	      { "temperror", "tempfail", 1, NULL, 0 },
+	      { "none", "accept", 1, NULL, 0 } } },
+	{ "spf: every result, and check", {
+	    DEFAULT_SPF(1, "spf:none=tag,neutral=tag,pass=accept,fail=reject,"
+	    "softfail=tempfail,temperror=tempfail,permerror=reject,"
+	    "check=on") }, TX,
+	    { { "none", "tag", 1, NULL, 0 }, { "neutral", "tag", 1, NULL, 0 },
+	      { "pass", "accept", 1, NULL, 0 },
+	      { "fail", "reject", 1, NULL, 0 },
+	      { "softfail", "tempfail", 1, NULL, 0 },
+	      { "temperror", "tempfail", 1, NULL, 0 },
+	      { "permerror", "reject", 1, NULL, 0 },
+	      { "check", "on", 1, NULL, 0 } } },
+	{ "spf: decided per result", {
+	    DEFAULT_SPF(1, "spf:fail=reject,softfail=accept"),
+	    { 2, 10, false, false, NO, NO, { "sender-domain=example.com",
+	      "spf:softfail=reject" } } }, TX,
+	    { { "fail", "reject", 1, NULL, 0 },
+	      { "softfail", "reject", 2, NULL, 0 } } },
+	{ "spf: accept (0) decides, it is not unset", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, false, false, NO, NO, { "client=192.0.2.0/24",
+	      "spf:fail=accept" } } }, TX,
+	    { { "fail", "accept", 2, NULL, 0 } } },
+	{ "spf: same priority, lower id first", {
+	    { 7, 50, false, false, NO, NO, { "spf:fail=tag" } },
+	    { 3, 50, false, false, NO, NO, { "spf:fail=tempfail" } } }, TX,
+	    { { "fail", "tempfail", 3, NULL, 0 } } },
+	{ "spf: limits and SPF from different rules", {
+	    { 1, 1000, false, false, 10, NO, { "spf:fail=reject" } },
+	    { 2, 10, false, false, 99, NO, { NULL } } }, TX,
+	    { { "fail", "reject", 1, NULL, 0 } } },
+	{ "spf: narrow rule does not match", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, false, false, NO, NO, { "sender-domain=example.org",
+	      "spf:fail=accept" } } }, TX,
+	    { { "fail", "reject", 1, NULL, 0 } } },
+	{ "spf: disabled rule skipped", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, true, false, NO, NO, { "spf:fail=accept,check=off" } } },
+	    TX, { { "fail", "reject", 1, NULL, 0 } } },
+	{ "spf: dry-run rule is tried, the next rule decides", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 5, false, true, NO, NO, { "client=192.0.2.10",
+	      "spf:fail=accept,softfail=reject" } } }, TX,
+	    { { "fail", "reject", 1, "accept", 2 },
+	      { "softfail", NULL, 0, "reject", 2 } } },
+	{ "spf: first dry-run rule is the trial", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 5, false, true, NO, NO, { "spf:fail=tag" } },
+	    { 3, 6, false, true, NO, NO, { "spf:fail=accept" } } }, TX,
+	    { { "fail", "reject", 1, "tag", 2 } } },
+	{ "spf: dry-run rule behind the deciding rule is not tried", {
+	    { 1, 5, false, false, NO, NO, { "spf:fail=reject" } },
+	    { 2, 1000, false, true, NO, NO, { "spf:fail=accept" } } }, TX,
+	    { { "fail", "reject", 1, NULL, 0 } } },
+	{ "spf: check off for a trusted relay", {
+	    DEFAULT_SPF(1, "spf:check=on,fail=reject"),
+	    { 2, 10, false, false, NO, NO, { "client=192.0.2.0/24",
+	      "spf:check=off" } } }, TX,
+	    { { "check", "off", 2, NULL, 0 },
+	      { "fail", "reject", 1, NULL, 0 } } },
+	{ "spf: check off only tried in dry run", {
+	    DEFAULT_SPF(1, "spf:check=on"),
+	    { 2, 10, false, true, NO, NO, { "client=192.0.2.0/24",
+	      "spf:check=off" } } }, TX,
+	    { { "check", "on", 1, "off", 2 } } },
+	{ "spf: check unset when no rule sets it", {
+	    { 2, 10, false, false, NO, NO, { "spf:fail=tag" } } }, TX,
+	    { { "fail", "tag", 2, NULL, 0 } } },
+	{ "spf: rcpt rule skipped at transaction level", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, false, false, NO, NO, { "rcpt=postmaster@example.net",
+	      "spf:fail=accept" } } }, TX,
+	    { { "fail", "reject", 1, NULL, 0 } } },
+	{ "spf: rcpt rule exempts its recipient", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, false, false, NO, NO, { "rcpt=postmaster@example.net",
+	      "spf:fail=accept" } } }, TX_TO("<Postmaster@Example.NET>"),
+	    { { "fail", "accept", 2, NULL, 0 } } },
+	{ "spf: rcpt rule, other recipient", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, false, false, NO, NO, { "rcpt=postmaster@example.net",
+	      "spf:fail=accept" } } }, TX_TO("<bob@example.net>"),
+	    { { "fail", "reject", 1, NULL, 0 } } },
+};
+
+/* The expected setting for result (or check) index I of C. */
+static void
+spf_expect(const struct spf_case *c, size_t i, struct ag_setting *want)
+{
+	const char *name = i < AG_SPF_NRESULTS ? spf_names[i] : "check";
+	const struct spf_want *w;
+
+	want->value = want->trial = NO;
+	want->rule_id = want->trial_rule_id = 0;
+	for (w = c->want; w->name != NULL; w++) {
+		if (strcmp(w->name, name) != 0) {
+			continue;
+		}
+		if (w->value != NULL) {
+			want->value = spf_value(c->label, i, w->value);
+			want->rule_id = w->rule;
+		}
+		if (w->trial != NULL) {
+			want->trial = spf_value(c->label, i, w->trial);
+			want->trial_rule_id = w->trial_rule;
+		}
+	}
+}
+
+static void
+test_spf_eval(void **state)
+{
+	const struct spf_case *c = *state;
+	struct ag_setting want;
+	struct ag_policy *p;
+	struct ag_eval ev;
+	struct fbuf fb;
+	char name[32];
+	size_t i;
+
+	for (i = 0; c->want[i].name != NULL; i++) {
+		spf_index(c->label, c->want[i].name);	/* a typo fails */
+	}
+	p = policy_build(c->label, c->rules, MAXR);
+	facts_build(c->label, &c->facts, &fb);
+	ag_policy_eval(p, &fb.f, &ev);
+	ag_policy_free(p);
+	for (i = 0; i <= AG_SPF_NRESULTS; i++) {
+		spf_expect(c, i, &want);
+		snprintf(name, sizeof(name), "spf %s",
+		    i < AG_SPF_NRESULTS ? spf_names[i] : "check");
+		check_setting(c->label, name, i < AG_SPF_NRESULTS ?
+		    &ev.spf_disp[i] : &ev.spf_check, &want);
+	}
+}
+
+/* ---- does the SPF decision wait for RCPT TO? ---------------------------- */
+
+struct per_rcpt_case {
+	const char *label;
+	struct rspec rules[MAXR];
+	bool want;
+};
+
+static const struct per_rcpt_case per_rcpt_cases[] = {
+	{ "per-rcpt: no rules", { { 0 } }, false },
+	{ "per-rcpt: default rule sets SPF", {
+	    DEFAULT_SPF(1, "spf:fail=reject") }, false },
+	{ "per-rcpt: sender rule sets SPF", {
+	    { 1, 10, false, false, NO, NO, { "sender-domain=example.com",
+	      "spf:fail=accept" } } }, false },
+	{ "per-rcpt: rcpt rule with a limit, no SPF setting", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, false, false, 10, 5, { "rcpt=postmaster@example.net" } } },
+	    false },
+	{ "per-rcpt: rcpt rule sets a disposition", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, false, false, NO, NO, { "rcpt=postmaster@example.net",
+	      "spf:fail=accept" } } }, true },
+	{ "per-rcpt: rcpt-domain rule sets check", {
+	    { 2, 10, false, false, NO, NO, { "rcpt-domain=.example.net",
+	      "spf:check=off" } } }, true },
+	{ "per-rcpt: rcpt and other conditions", {
+	    { 2, 10, false, false, NO, NO, { "client=192.0.2.0/24",
+	      "rcpt=abuse@example.net", "spf:permerror=tag" } } }, true },
+	{ "per-rcpt: disabled rcpt rule", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 10, true, false, NO, NO, { "rcpt=postmaster@example.net",
+	      "spf:fail=accept" } } }, false },
+	{ "per-rcpt: dry-run rcpt rule (its trial is per recipient)", {
+	    { 2, 10, false, true, NO, NO, { "rcpt=postmaster@example.net",
+	      "spf:fail=accept" } } }, true },
+	{ "per-rcpt: after several other rules", {
+	    DEFAULT_SPF(1, "spf:fail=reject"),
+	    { 2, 5, false, false, 10, NO, { "rcpt-domain=example.org" } },
+	    { 3, 7, true, false, NO, NO, { "rcpt-domain=example.org",
+	      "spf:fail=tag" } },
+	    { 4, 900, false, false, NO, NO, { "rcpt=x@example.org",
+	      "spf:softfail=reject" } } }, true },
+};
+
+static void
+test_per_rcpt(void **state)
+{
+	const struct per_rcpt_case *c = *state;
+	struct ag_policy *p;
+	bool got;
+
+	p = policy_build(c->label, c->rules, MAXR);
+	got = ag_policy_spf_per_rcpt(p);
+	ag_policy_free(p);
+	if (got != c->want) {
+		fail_msg("%s: spf_per_rcpt %d, want %d", c->label, got,
+		    c->want);
+	}
+}
+
+/* ---- dispositions and rule_init ----------------------------------------- */
+
+static void
+test_disp_names(void **state)
+{
+	static const char *const want[] = { "accept", "tag", "tempfail",
+		"reject" };
+	static const char *const bad[] = { "Accept", "REJECT", "", "drop",
+		"rejec", "reject ", "quarantine" };
+	enum ag_disp d;
+	unsigned i;
+
+	(void)state;
+	if (AG_DISP_ACCEPT != 0 || AG_DISP_REJECT != 3) {
+		fail_msg("disposition numbers changed (they are stored)");
+	}
+	for (i = 0; i < 4; i++) {
+		if (strcmp(ag_disp_name((enum ag_disp)i), want[i]) != 0) {
+			fail_msg("disposition %u: name '%s', want '%s'", i,
+			    ag_disp_name((enum ag_disp)i), want[i]);
+		}
+		if (ag_disp_parse(want[i], &d) != 0 || d != (enum ag_disp)i) {
+			fail_msg("disposition '%s' does not parse back",
+			    want[i]);
+		}
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (ag_disp_parse(bad[i], &d) == 0) {
+			fail_msg("bad disposition '%s' parsed", bad[i]);
+		}
+	}
+	if (ag_disp_parse(NULL, &d) == 0) {
+		fail_msg("NULL disposition parsed");
+	}
+	if (strcmp(ag_disp_name((enum ag_disp)4), "?") != 0 ||
+	    strcmp(ag_disp_name((enum ag_disp)-1), "?") != 0) {
+		fail_msg("out-of-range disposition has a name");
+	}
+}
+
+/* Is every setting of R unset? */
+static bool
+rule_unset(const struct ag_rule *r)
+{
+	size_t i;
+
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] != NO) {
+			return false;
+		}
+	}
+	return r->max_size == NO && r->max_rcpts == NO && r->spf_check == NO;
+}
+
+static void
+test_rule_init(void **state)
+{
+	struct ag_rule r;
+
+	(void)state;
+	memset(&r, 0x5a, sizeof(r));
+	ag_rule_init(&r);
+	if (!rule_unset(&r) || !r.enabled || r.dry_run ||
+	    r.priority != AG_PRIORITY_DEFAULT || r.id != 0 || r.nmatch != 0 ||
+	    r.match != NULL || r.comment != NULL) {
+		fail_msg("ag_rule_init: not an empty enabled rule");
+	}
+	r.spf_disp[AG_SPF_FAIL] = AG_DISP_REJECT;
+	r.spf_check = 0;
+	r.comment = strdup("freed");
+	r.match = calloc(1, sizeof(*r.match));
+	r.match[0].value = strdup("x");
+	r.nmatch = 1;
+	ag_rule_clear(&r);
+	if (!rule_unset(&r) || r.comment != NULL || r.nmatch != 0) {
+		fail_msg("ag_rule_clear: SPF settings or contents left");
+	}
+}
+
+/* Out-of-range SPF settings never get into a snapshot. */
+static void
+test_spf_out_of_range(void **state)
+{
+	static const struct {
+		const char *label;
+		int result;	/* -1: spf_check */
+		int64_t value;
+	} cases[] = {
+		{ "disposition past reject", AG_SPF_FAIL, AG_DISP_REJECT + 1 },
+		{ "negative disposition", AG_SPF_NONE, -2 },
+		{ "check 2", -1, 2 },
+		{ "check -5", -1, -5 },
+	};
+	struct rspec ok = { 1, 1, false, false, NO, NO, { NULL } };
+	struct ag_policy *p;
+	struct ag_rule *rules;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rules = calloc(1, sizeof(*rules));
+		if (rules == NULL) {
+			fail_msg("out of memory");
+		}
+		rule_build(cases[i].label, &ok, &rules[0]);
+		if (cases[i].result < 0) {
+			rules[0].spf_check = cases[i].value;
+		} else {
+			rules[0].spf_disp[cases[i].result] = cases[i].value;
+		}
+		p = (struct ag_policy *)&p;
+		if (ag_policy_new(rules, 1, &p) != AG_INVALID || p != NULL) {
+			fail_msg("%s: accepted into a snapshot",
+			    cases[i].label);
+		}
 	}
 }
 
@@ -634,7 +1075,8 @@ test_snapshot_edges(void **state)
 	ag_policy_free(NULL);
 	ag_policy_eval(NULL, &f, &ev);
 	if (ev.max_rcpts.value != NO || ag_policy_count(NULL) != 0 ||
-	    ag_policy_rule(NULL, 0) != NULL) {
+	    ag_policy_rule(NULL, 0) != NULL || ag_policy_spf_per_rcpt(NULL) ||
+	    ev.spf_check.value != NO || ev.spf_disp[AG_SPF_FAIL].value != NO) {
 		fail_msg("NULL policy not handled");
 	}
 	/* A bad value: refused, and the rules are freed (ASan checks). */
@@ -662,7 +1104,8 @@ main(void)
 	size_t n = 0, i, total;
 	int rc;
 
-	total = 4 + NELEM(norm_cases) + NELEM(match_cases) + NELEM(eval_cases);
+	total = 7 + NELEM(norm_cases) + NELEM(match_cases) +
+	    NELEM(eval_cases) + NELEM(spf_cases) + NELEM(per_rcpt_cases);
 	t = calloc(total, sizeof(*t));
 	if (t == NULL) {
 		return 1;
@@ -671,6 +1114,9 @@ main(void)
 	t[n++] = (struct CMUnitTest)cmocka_unit_test(test_normalize_limits);
 	t[n++] = (struct CMUnitTest)cmocka_unit_test(test_snapshot_order);
 	t[n++] = (struct CMUnitTest)cmocka_unit_test(test_snapshot_edges);
+	t[n++] = (struct CMUnitTest)cmocka_unit_test(test_disp_names);
+	t[n++] = (struct CMUnitTest)cmocka_unit_test(test_rule_init);
+	t[n++] = (struct CMUnitTest)cmocka_unit_test(test_spf_out_of_range);
 	for (i = 0; i < NELEM(norm_cases); i++) {
 		t[n++] = (struct CMUnitTest){ norm_cases[i].label,
 		    test_normalize, NULL, NULL, (void *)&norm_cases[i] };
@@ -682,6 +1128,14 @@ main(void)
 	for (i = 0; i < NELEM(eval_cases); i++) {
 		t[n++] = (struct CMUnitTest){ eval_cases[i].label, test_eval,
 		    NULL, NULL, (void *)&eval_cases[i] };
+	}
+	for (i = 0; i < NELEM(spf_cases); i++) {
+		t[n++] = (struct CMUnitTest){ spf_cases[i].label,
+		    test_spf_eval, NULL, NULL, (void *)&spf_cases[i] };
+	}
+	for (i = 0; i < NELEM(per_rcpt_cases); i++) {
+		t[n++] = (struct CMUnitTest){ per_rcpt_cases[i].label,
+		    test_per_rcpt, NULL, NULL, (void *)&per_rcpt_cases[i] };
 	}
 	rc = _cmocka_run_group_tests("policy", t, n, NULL, NULL);
 	free(t);

@@ -44,7 +44,7 @@ add_rule(const struct rspec *rs)
 	int64_t id = 0;
 	size_t n = 0;
 
-	memset(&r, 0, sizeof(r));
+	ag_rule_init(&r);
 	memset(m, 0, sizeof(m));
 	if (rs->f1 != NULL) {
 		assert_int_equal(ag_field_parse(rs->f1, &m[n].field), 0);
@@ -55,7 +55,6 @@ add_rule(const struct rspec *rs)
 		m[n++].value = (char *)(uintptr_t)rs->v2;
 	}
 	r.priority = rs->priority != 0 ? rs->priority : AG_PRIORITY_DEFAULT;
-	r.enabled = true;
 	r.dry_run = rs->dry_run;
 	r.nmatch = n;
 	r.match = m;
@@ -74,7 +73,8 @@ make_cfg(const char *extra)
 	char text[1024], err[256];
 	struct ag_config *cfg = NULL;
 
-	snprintf(text, sizeof(text), "Database %s\nAuthservID mx.test\n%s",
+	snprintf(text, sizeof(text), "Database %s\nAuthservID mx.test\n"
+	    "DNSServer 127.0.0.1@9\nDNSTimeout 200\nSPFCheck no\n%s",
 	    dbpath, extra != NULL ? extra : "");
 	if (ag_config_load_string(text, "test.conf", &cfg, err,
 	    sizeof(err)) != AG_OK) {

@@ -1,6 +1,7 @@
 /*
  * t_store.c - unit tests for lib/store.c against real SQLite files in a
  * temporary directory: schema creation and migration, rule round trips,
+ * SPF settings (rule_action) and the migration of a version 1 database,
  * data_version, and the faults an administrator meets (missing, corrupt,
  * locked, read-only, newer or foreign database), each with the status
  * and the message the user should see.
@@ -29,6 +30,26 @@
 
 #define TIMEOUT_MS 100
 #define SQL_NASTY "'; DROP TABLE rules; --"
+#define STR(x) STR_(x)
+#define STR_(x) #x
+
+/* The version 1 schema exactly as lib/store.c created it. */
+static const char v1_schema[] =
+	"CREATE TABLE rules ("
+	" id INTEGER PRIMARY KEY,"
+	" priority INTEGER NOT NULL DEFAULT 100,"
+	" enabled INTEGER NOT NULL DEFAULT 1,"
+	" dry_run INTEGER NOT NULL DEFAULT 0,"
+	" comment TEXT,"
+	" max_size INTEGER,"
+	" max_rcpts INTEGER,"
+	" created INTEGER NOT NULL);"
+	"CREATE TABLE rule_match ("
+	" rule_id INTEGER NOT NULL REFERENCES rules(id) ON DELETE CASCADE,"
+	" field TEXT NOT NULL,"
+	" value TEXT NOT NULL);"
+	"CREATE INDEX rule_match_rule_id ON rule_match(rule_id);"
+	"PRAGMA user_version = 1;";
 
 static char tmpdir[256];
 
@@ -128,9 +149,8 @@ rule_make(struct ag_rule *r, int priority, int64_t max_size,
 {
 	size_t n = 0;
 
-	memset(r, 0, sizeof(*r));
+	ag_rule_init(r);
 	r->priority = priority;
-	r->enabled = true;
 	r->max_size = max_size;
 	r->max_rcpts = max_rcpts;
 	r->comment = comment ? strdup(comment) : NULL;
@@ -217,7 +237,8 @@ test_create(void **state)
 		    AG_STORE_SCHEMA_VERSION);
 	}
 	if (raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
-	    "('rules', 'rule_match', 'rule_match_rule_id')") != 3) {
+	    "('rules', 'rule_match', 'rule_match_rule_id', 'rule_action')") !=
+	    4) {
 		fail_msg("create: tables or index missing");
 	}
 	/* Idempotent, and plain opens work once it exists. */
@@ -412,6 +433,27 @@ test_bad_rows(void **state)
 		    "(1, 'client', 'nowhere')", "rule 1: bad client value" },
 		{ "row: negative limit", "UPDATE rules SET max_size = -7",
 		    "rule 1: negative limit" },
+		{ "row: unknown action kind", "INSERT INTO rule_action VALUES "
+		    "(1, 'dkim', 'require', 'on')",
+		    "rule 1: unknown action kind 'dkim'" },
+		{ "row: action kind in upper case", "INSERT INTO rule_action "
+		    "VALUES (1, 'SPF', 'fail', 'reject')",
+		    "rule 1: unknown action kind 'SPF'" },
+		{ "row: unknown spf setting", "INSERT INTO rule_action VALUES "
+		    "(1, 'spf', 'softfial', 'reject')",
+		    "rule 1: unknown spf setting 'softfial'" },
+		{ "row: bad spf disposition", "INSERT INTO rule_action VALUES "
+		    "(1, 'spf', 'fail', 'drop')",
+		    "rule 1: bad spf fail value 'drop'" },
+		{ "row: spf disposition in upper case", "INSERT INTO "
+		    "rule_action VALUES (1, 'spf', 'permerror', 'Reject')",
+		    "rule 1: bad spf permerror value 'Reject'" },
+		{ "row: spf disposition as a number", "INSERT INTO rule_action "
+		    "VALUES (1, 'spf', 'fail', 3)",
+		    "rule 1: bad spf fail value '3'" },
+		{ "row: bad spf check value", "INSERT INTO rule_action VALUES "
+		    "(1, 'spf', 'check', 'yes')",
+		    "rule 1: bad spf check value 'yes'" },
 	};
 	struct ag_policy *p = NULL;
 	struct ag_store *s;
@@ -432,6 +474,292 @@ test_bad_rows(void **state)
 		}
 		err_says(cases[i].label, s, path, cases[i].says);
 		ag_store_close(s);
+	}
+}
+
+/* ---- SPF settings (rule_action) ------------------------------------------ */
+
+/* Add R (consumed), requiring success; returns its id. */
+static int64_t
+add_rule_ok(struct ag_store *s, struct ag_rule *r)
+{
+	int64_t id = 0;
+	ag_status st;
+
+	st = ag_store_rule_add(s, r, &id);
+	ag_rule_clear(r);
+	if (st != AG_OK || id <= 0) {
+		fail_msg("rule add: %s: %s", ag_status_str(st),
+		    ag_store_errstr(s));
+	}
+	return id;
+}
+
+/* Require R's SPF settings to be WANT (a disposition per result) and CHECK. */
+static void
+spf_says(const char *label, const struct ag_rule *r,
+    const int64_t want[AG_SPF_NRESULTS], int64_t check)
+{
+	size_t i;
+
+	if (r == NULL) {
+		fail_msg("%s: rule not loaded", label);
+	}
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		if (r->spf_disp[i] != want[i]) {
+			fail_msg("%s: spf result %zu is %lld, want %lld",
+			    label, i, (long long)r->spf_disp[i],
+			    (long long)want[i]);
+		}
+	}
+	if (r->spf_check != check) {
+		fail_msg("%s: spf check is %lld, want %lld", label,
+		    (long long)r->spf_check, (long long)check);
+	}
+}
+
+static void
+test_spf_round_trip(void **state)
+{
+	static const int64_t all[AG_SPF_NRESULTS] = {
+		[AG_SPF_NONE] = AG_DISP_ACCEPT,
+		[AG_SPF_NEUTRAL] = AG_DISP_TAG,
+		[AG_SPF_PASS] = AG_DISP_ACCEPT,
+		[AG_SPF_FAIL] = AG_DISP_REJECT,
+		[AG_SPF_SOFTFAIL] = AG_DISP_TAG,
+		[AG_SPF_TEMPERROR] = AG_DISP_TEMPFAIL,
+		[AG_SPF_PERMERROR] = AG_DISP_REJECT,
+	};
+	static const int64_t none[AG_SPF_NRESULTS] = { -1, -1, -1, -1, -1, -1,
+		-1 };
+	static const char *const postmaster[] = {
+		"rcpt=postmaster@example.net", NULL };
+	int64_t exempt[AG_SPF_NRESULTS];
+	int64_t id_all, id_only, id_check, id_none;
+	struct ag_policy *p;
+	struct ag_store *s;
+	struct ag_rule r;
+	char path[512];
+	size_t i;
+
+	(void)state;
+	s = open_want("spf round trip", db_path(path, sizeof(path), "spf"),
+	    AG_STORE_CREATE, AG_OK);
+	/* Every result and check=off, with a limit beside them. */
+	rule_make(&r, 1000, 10 << 20, AG_LIMIT_UNSET, NULL, NULL);
+	memcpy(r.spf_disp, all, sizeof(all));
+	r.spf_check = 0;
+	id_all = add_rule_ok(s, &r);
+	/* Only SPF: a valid rule; accept (0) must survive as accept. */
+	rule_make(&r, 10, AG_LIMIT_UNSET, AG_LIMIT_UNSET, "exempt", postmaster);
+	r.spf_disp[AG_SPF_FAIL] = AG_DISP_ACCEPT;
+	id_only = add_rule_ok(s, &r);
+	rule_make(&r, 20, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+	r.spf_check = 1;
+	id_check = add_rule_ok(s, &r);
+	id_none = add_ok(s, 30, 1, AG_LIMIT_UNSET, NULL, NULL);
+	p = load_ok(s);
+	spf_says("all results, check off", find(p, id_all), all, 0);
+	if (find(p, id_all)->max_size != 10 << 20) {
+		fail_msg("spf round trip: limit lost beside SPF settings");
+	}
+	for (i = 0; i < AG_SPF_NRESULTS; i++) {
+		exempt[i] = i == AG_SPF_FAIL ? AG_DISP_ACCEPT : -1;
+	}
+	spf_says("fail=accept only", find(p, id_only), exempt, AG_LIMIT_UNSET);
+	if (find(p, id_only)->nmatch != 1) {
+		fail_msg("spf round trip: condition lost");
+	}
+	spf_says("check on only", find(p, id_check), none, 1);
+	spf_says("no SPF settings", find(p, id_none), none, AG_LIMIT_UNSET);
+	if (!ag_policy_spf_per_rcpt(p)) {
+		fail_msg("spf round trip: rcpt rule with SPF not per recipient");
+	}
+	ag_policy_free(p);
+	ag_store_close(s);
+	/* The rows as documented: kind, result name, disposition name. */
+	if (raw_int(path, "SELECT count(*) FROM rule_action") != 10 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = 'spf' "
+	    "AND name = 'fail' AND value = 'reject'") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = 'spf' "
+	    "AND name = 'check' AND value = 'off'") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = 'spf' "
+	    "AND name = 'check' AND value = 'on'") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = 'spf' "
+	    "AND name = 'temperror' AND value = 'tempfail'") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = 'spf' "
+	    "AND name = 'fail' AND value = 'accept'") != 1) {
+		fail_msg("spf round trip: rule_action rows not as documented");
+	}
+}
+
+/* SPF settings out of range are refused before anything is written. */
+static void
+test_bad_spf_rule(void **state)
+{
+	static const struct {
+		const char *label;
+		int result;	/* -1: spf_check */
+		int64_t value;
+		const char *says;
+	} cases[] = {
+		{ "spf: disposition past reject", AG_SPF_SOFTFAIL, 4,
+		    "spf softfail: bad disposition 4" },
+		{ "spf: negative disposition", AG_SPF_NONE, -3,
+		    "spf none: bad disposition -3" },
+		{ "spf: check 2", -1, 2, "spf check: bad value 2" },
+	};
+	struct ag_store *s;
+	struct ag_rule r;
+	char path[512];
+	int64_t id = 0;
+	ag_status st;
+	size_t i;
+
+	(void)state;
+	s = open_want("bad spf rule", db_path(path, sizeof(path), "badspf"),
+	    AG_STORE_CREATE, AG_OK);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rule_make(&r, 1, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+		r.spf_disp[AG_SPF_FAIL] = AG_DISP_REJECT;
+		if (cases[i].result < 0) {
+			r.spf_check = cases[i].value;
+		} else {
+			r.spf_disp[cases[i].result] = cases[i].value;
+		}
+		st = ag_store_rule_add(s, &r, &id);
+		ag_rule_clear(&r);
+		if (st != AG_INVALID) {
+			fail_msg("%s: %s", cases[i].label, ag_status_str(st));
+		}
+		err_says(cases[i].label, s, path, cases[i].says);
+	}
+	ag_store_close(s);
+	if (raw_int(path, "SELECT count(*) FROM rules") != 0 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action") != 0) {
+		fail_msg("bad spf rule: something was inserted");
+	}
+}
+
+/* Deleting a rule deletes its actions; one setting per rule and name. */
+static void
+test_action_cascade(void **state)
+{
+	struct ag_store *s;
+	struct ag_policy *p;
+	struct ag_rule r;
+	int64_t id1, id2;
+	char path[512];
+	sqlite3 *db = NULL;
+	int rc;
+
+	(void)state;
+	s = open_want("cascade", db_path(path, sizeof(path), "cascade"),
+	    AG_STORE_CREATE, AG_OK);
+	rule_make(&r, 1, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+	r.spf_disp[AG_SPF_FAIL] = AG_DISP_REJECT;
+	r.spf_disp[AG_SPF_SOFTFAIL] = AG_DISP_TAG;
+	r.spf_check = 1;
+	id1 = add_rule_ok(s, &r);
+	rule_make(&r, 2, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+	r.spf_disp[AG_SPF_PERMERROR] = AG_DISP_TEMPFAIL;
+	id2 = add_rule_ok(s, &r);
+	if (ag_store_rule_del(s, id1) != AG_OK) {
+		fail_msg("cascade: del: %s", ag_store_errstr(s));
+	}
+	p = load_ok(s);
+	if (ag_policy_count(p) != 1 || find(p, id2) == NULL ||
+	    find(p, id2)->spf_disp[AG_SPF_PERMERROR] != AG_DISP_TEMPFAIL) {
+		fail_msg("cascade: the other rule's settings were touched");
+	}
+	ag_policy_free(p);
+	ag_store_close(s);
+	if (raw_int(path, "SELECT count(*) FROM rule_action") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE rule_id = "
+	    "(SELECT max(id) FROM rules)") != 1) {
+		fail_msg("cascade: actions not deleted with their rule");
+	}
+	/* The same setting twice for one rule is refused by the schema. */
+	if (sqlite3_open(path, &db) != SQLITE_OK) {
+		fail_msg("cascade: cannot open %s", path);
+	}
+	rc = sqlite3_exec(db, "INSERT INTO rule_action SELECT rule_id, kind, "
+	    "name, 'accept' FROM rule_action", NULL, NULL, NULL);
+	sqlite3_close(db);
+	if ((rc & 0xff) != SQLITE_CONSTRAINT) {
+		fail_msg("cascade: duplicate setting not refused (%d)", rc);
+	}
+}
+
+/* A version 1 database (made by hand) is migrated with its rules intact. */
+static void
+test_migrate_v1(void **state)
+{
+	static const int64_t none[AG_SPF_NRESULTS] = { -1, -1, -1, -1, -1, -1,
+		-1 };
+	static const int64_t fail_reject[AG_SPF_NRESULTS] = { -1, -1, -1,
+		AG_DISP_REJECT, -1, -1, -1 };
+	const struct ag_rule *r;
+	struct ag_policy *p;
+	struct ag_store *s;
+	struct ag_rule nr;
+	char path[512];
+	int64_t id;
+
+	(void)state;
+	db_path(path, sizeof(path), "v1");
+	raw_exec(path, v1_schema);
+	raw_exec(path, "INSERT INTO rules (id, priority, enabled, dry_run, "
+	    "comment, max_size, max_rcpts, created) VALUES "
+	    "(3, 10, 1, 0, 'partner', 52428800, NULL, 1700000000),"
+	    "(5, 1000, 0, 1, NULL, 10485760, 50, 1700000000);"
+	    "INSERT INTO rule_match VALUES (3, 'sender-domain', 'example.com'),"
+	    "(3, 'client', '192.0.2.0/24');");
+	/* A read-only open cannot migrate and says so. */
+	s = open_want("v1 read-only", path, AG_STORE_READONLY, AG_PERMFAIL);
+	err_says("v1 read-only", s, path, "needs migration (schema version 1");
+	ag_store_close(s);
+	s = open_want("v1 migrate", path, 0, AG_OK);
+	if (raw_int(path, "PRAGMA user_version") != AG_STORE_SCHEMA_VERSION ||
+	    raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = "
+	    "'rule_action'") != 1) {
+		fail_msg("v1: not migrated to version %d",
+		    AG_STORE_SCHEMA_VERSION);
+	}
+	p = load_ok(s);
+	r = find(p, 3);
+	if (ag_policy_count(p) != 2 || r == NULL || r->priority != 10 ||
+	    r->max_size != 52428800 || r->max_rcpts != AG_LIMIT_UNSET ||
+	    !r->enabled || r->dry_run || r->nmatch != 2 ||
+	    strcmp(r->comment, "partner") != 0 ||
+	    strcmp(r->match[1].value, "192.0.2.0/24") != 0) {
+		fail_msg("v1: rule 3 not intact after migration");
+	}
+	spf_says("v1 rule 3", r, none, AG_LIMIT_UNSET);
+	r = find(p, 5);
+	if (r == NULL || r->enabled || !r->dry_run || r->max_rcpts != 50) {
+		fail_msg("v1: rule 5 not intact after migration");
+	}
+	spf_says("v1 rule 5", r, none, AG_LIMIT_UNSET);
+	ag_policy_free(p);
+	/* The new table works on the migrated file, cascade included. */
+	rule_make(&nr, 1, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+	nr.spf_disp[AG_SPF_FAIL] = AG_DISP_REJECT;
+	id = add_rule_ok(s, &nr);
+	p = load_ok(s);
+	spf_says("v1 then spf rule", find(p, id), fail_reject, AG_LIMIT_UNSET);
+	ag_policy_free(p);
+	if (ag_store_rule_del(s, id) != AG_OK) {
+		fail_msg("v1: del: %s", ag_store_errstr(s));
+	}
+	ag_store_close(s);
+	if (raw_int(path, "SELECT count(*) FROM rule_action") != 0) {
+		fail_msg("v1: cascade does not reach rule_action");
+	}
+	/* Opening again changes nothing. */
+	ag_store_close(open_want("v1 reopen", path, 0, AG_OK));
+	if (raw_int(path, "SELECT count(*) FROM rules") != 2) {
+		fail_msg("v1: rules changed on reopen");
 	}
 }
 
@@ -588,7 +916,7 @@ static const struct fault_case fault_cases[] = {
 	    ERR("malformed") },
 	{ "newer schema", setup_newer, AG_STORE_CREATE, AG_PERMFAIL,
 	    ERR("database schema version 99 is newer than this authgate "
-	    "(1)") },
+	    "(" STR(AG_STORE_SCHEMA_VERSION) ")") },
 	{ "newer schema, read-only", setup_newer, AG_STORE_READONLY,
 	    AG_PERMFAIL, ERR("is newer than this authgate") },
 	{ "foreign database", setup_foreign, AG_STORE_CREATE, AG_PERMFAIL,
@@ -817,6 +1145,10 @@ main(void)
 		cmocka_unit_test(test_unknown_id),
 		cmocka_unit_test(test_bad_rule),
 		cmocka_unit_test(test_bad_rows),
+		cmocka_unit_test(test_spf_round_trip),
+		cmocka_unit_test(test_bad_spf_rule),
+		cmocka_unit_test(test_action_cascade),
+		cmocka_unit_test(test_migrate_v1),
 		cmocka_unit_test(test_data_version),
 		cmocka_unit_test(test_readonly_writes),
 		cmocka_unit_test(test_locked_ops),
