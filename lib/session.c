@@ -378,7 +378,6 @@ spf_xcode(enum ag_spf_result r, bool temp)
 		return temp ? "4.7.24" : "5.7.24";
 	case AG_SPF_FAIL:
 	case AG_SPF_SOFTFAIL:
-	case AG_SPF_NEUTRAL:
 		return temp ? "4.7.23" : "5.7.23";
 	default:
 		return temp ? "4.7.1" : "5.7.1";
