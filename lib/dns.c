@@ -667,8 +667,11 @@ dns_name_check(const char *name)
 			label = 0;
 			continue;
 		}
-		/* controls, space, DEL; no escapes: names are literal */
-		if (c <= ' ' || c == 0x7f || c == '\\') {
+		/*
+		 * controls and DEL; no escapes: names are literal.  A space is
+		 * a legal octet in a label and SPF's %_ macro makes one.
+		 */
+		if (c < ' ' || c == 0x7f || c == '\\') {
 			return AG_INVALID;
 		}
 		if (++label > AG_DNS_LABEL_MAX) {

@@ -10,7 +10,7 @@
  * does not do across includes:
  *   - every get_spf after the first is an include or redirect term;
  *   - MX and PTR lookups are terms, and the A/AAAA lookups of the names
- *     they return are not (we note how many such follow-ups to expect);
+ *     they return are not (we keep those names to recognise them);
  *   - any other A/AAAA lookup is an a or exists term;
  *   - a lookup answering NXDOMAIN or no data is a void lookup.
  * Each record goes through ag_spf_record_check() before libspf2 compiles
@@ -24,6 +24,7 @@
  */
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -48,7 +49,12 @@ struct eval {
 	unsigned terms;		/* DNS-querying terms (4.6.4) */
 	unsigned voids;		/* void lookups (4.6.4) */
 	unsigned queries;
-	unsigned followups;	/* A/AAAA lookups of MX/PTR names to come */
+	/* the names the last MX or PTR term returned: their A/AAAA lookups
+	 * are part of that term, not terms of their own */
+	char fnames[AG_SPF_MAX_MX_NAMES][AG_ADDR_DOMAIN_MAX + 1];
+	unsigned nfnames;
+	ns_type followup_of;	/* ns_t_mx or ns_t_ptr */
+	struct ag_ip client;	/* for the CIDR /0 rewrite (for_libspf2) */
 	bool tempfail;		/* a DNS timeout or server failure */
 	bool permerror;		/* a bad record, a limit passed */
 	char why[160];		/* the first thing our layer found */
@@ -61,6 +67,21 @@ struct ag_spf {
 };
 
 static __thread struct eval *cur;
+
+/* RFC 7208 7.3: an expanded domain name is cut to 253 characters. */
+#define AG_SPF_NAME_MAX 253
+
+/*
+ * libspf2 cannot hold a CIDR length of 0 (it stores "no length" as 0 and
+ * its compiler refuses /0), which RFC 7208 5.6 allows.  for_libspf2()
+ * rewrites ip4:X/0 and ip6:X/0 as two /1 networks, and an a or mx term
+ * whose length for the client's family is 0 as the same term on
+ * DOMAIN.AG_SPF_ANY_LABEL: the lookup hook strips the label, looks the
+ * real name up, and answers with the client's own address when the real
+ * answer has any address, which is what /0 matches.  Records that use
+ * the label themselves are refused (pick_record).
+ */
+#define AG_SPF_ANY_LABEL "agcidrzero"
 
 static const char *const result_names[AG_SPF_NRESULTS] = {
 	"none", "neutral", "pass", "fail", "softfail", "temperror", "permerror"
@@ -135,41 +156,67 @@ printable(const char *s, char *out, size_t outsz)
 	for (size_t i = 0; s != NULL && s[i] != '\0' && j + 1 < outsz; i++) {
 		unsigned char ch = (unsigned char)s[i];
 
-		out[j++] = (ch > 0x20 && ch < 0x7f) ? (char)ch : '?';
+		out[j++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
 	}
 	out[j] = '\0';
 	return out;
 }
 
-/* Query through lib/dns.c under the evaluation's deadline. */
+/* RFC 7208 7.3: drop labels on the left until NAME fits in 253. */
+static const char *
+name_cut(const char *name)
+{
+	const char *dot;
+
+	while (strlen(name) > AG_SPF_NAME_MAX &&
+	    (dot = strchr(name, '.')) != NULL) {
+		name = dot + 1;
+	}
+	return name;
+}
+
+/*
+ * Query through lib/dns.c under the evaluation's deadline.  A QUIET
+ * lookup's failure is the caller's to weigh, not the evaluation's: the
+ * exp= TXT lookup (6.2: a DNS error means no explanation) and the A/AAAA
+ * lookup of a PTR name (5.5: an error skips that name).
+ */
 static ag_status
-query(struct eval *e, const char *name, int type, struct ag_dns_result **res)
+query(struct eval *e, const char *name, int type, bool quiet,
+    struct ag_dns_result **res)
 {
 	ag_status st;
 	char pn[80];
 
 	*res = NULL;
 	if (ag_dns_now_ms() >= e->deadline) {
-		note(e, false, "SPF evaluation took longer than allowed");
+		if (!quiet) {
+			note(e, false, "SPF evaluation took longer than allowed");
+		}
 		return AG_TEMPFAIL;
 	}
 	e->queries++;
+	name = name_cut(name);
 	st = ag_dns_query(e->spf->dns, name, type, e->deadline, res);
 	switch (st) {
 	case AG_OK:
 	case AG_NOTFOUND:
 		break;
 	case AG_PERMFAIL:
-		note(e, true, "oversized DNS answer for %s",
-		    printable(name, pn, sizeof(pn)));
+		if (!quiet) {
+			note(e, true, "oversized DNS answer for %s",
+			    printable(name, pn, sizeof(pn)));
+		}
 		break;
 	case AG_INVALID:
 		/* not a usable name: no such domain, as resolvers see it */
 		st = AG_NOTFOUND;
 		break;
 	default:
-		note(e, false, "DNS lookup for %s failed or timed out",
-		    printable(name, pn, sizeof(pn)));
+		if (!quiet) {
+			note(e, false, "DNS lookup for %s failed or timed out",
+			    printable(name, pn, sizeof(pn)));
+		}
 		break;
 	}
 	return st;
@@ -239,9 +286,11 @@ exp_text(const struct ag_dns_rr *d, char *out, size_t outsz)
 	return true;
 }
 
-/* Fill record IDX of RR from one answer record of TYPE. */
+/* Fill record IDX of RR from one answer record of TYPE; SUFFIX, if not
+ * NULL, is appended to MX names as a label (see AG_SPF_ANY_LABEL). */
 static bool
-rr_fill(SPF_dns_rr_t *rr, int idx, ns_type type, const struct ag_dns_rr *d)
+rr_fill(SPF_dns_rr_t *rr, int idx, ns_type type, const struct ag_dns_rr *d,
+    const char *suffix)
 {
 	char buf[AG_DNS_TXT_MAX];
 	size_t len = 0;
@@ -264,6 +313,11 @@ rr_fill(SPF_dns_rr_t *rr, int idx, ns_type type, const struct ag_dns_rr *d)
 		return true;
 	case ns_t_mx:
 		if (d->len < 3 || !wire_name(p + 2, d->len - 2, buf, sizeof(buf))) {
+			return false;
+		}
+		len = strlen(buf);
+		if (suffix != NULL && snprintf(buf + len, sizeof(buf) - len,
+		    ".%s", suffix) >= (int)(sizeof(buf) - len)) {
 			return false;
 		}
 		break;
@@ -292,7 +346,7 @@ rr_fill(SPF_dns_rr_t *rr, int idx, ns_type type, const struct ag_dns_rr *d)
 /* Build libspf2's answer from ours. */
 static SPF_dns_rr_t *
 rr_from(SPF_dns_server_t *layer, const char *domain, ns_type type,
-    const struct ag_dns_result *res)
+    const struct ag_dns_result *res, const char *suffix)
 {
 	SPF_dns_rr_t *rr;
 	int n = 0;
@@ -314,7 +368,7 @@ rr_from(SPF_dns_server_t *layer, const char *domain, ns_type type,
 				continue;
 			}
 		}
-		if (rr_fill(rr, n, type, &res->rr[i])) {
+		if (rr_fill(rr, n, type, &res->rr[i], suffix)) {
 			n++;
 		}
 	}
@@ -325,22 +379,99 @@ rr_from(SPF_dns_server_t *layer, const char *domain, ns_type type,
 	return rr;
 }
 
-/* Which lookups are terms: see the comment at the top. */
+/* Is DOMAIN one of the names the last MX or PTR term returned? */
 static bool
-lookup_counts(struct eval *e, ns_type type)
+is_followup(const struct eval *e, const char *domain)
 {
-	if (type == ns_t_a || type == ns_t_aaaa) {
-		if (e->followups > 0) {
-			e->followups--;
+	size_t len = strlen(domain);
+
+	if (len > 0 && domain[len - 1] == '.') {
+		len--;
+	}
+	for (unsigned i = 0; i < e->nfnames; i++) {
+		if (strlen(e->fnames[i]) == len &&
+		    strncasecmp(e->fnames[i], domain, len) == 0) {
 			return true;
 		}
-		return count_term(e);
+	}
+	return false;
+}
+
+/* Remember the names of an MX or PTR answer (see is_followup). */
+static void
+note_followups(struct eval *e, ns_type type, const SPF_dns_rr_t *rr)
+{
+	e->followup_of = type;
+	e->nfnames = 0;
+	for (int i = 0; i < rr->num_rr && e->nfnames < AG_SPF_MAX_MX_NAMES; i++) {
+		const char *n = type == ns_t_mx ? rr->rr[i]->mx : rr->rr[i]->ptr;
+		size_t len = strlen(n);
+
+		if (len > 0 && n[len - 1] == '.') {
+			len--;
+		}
+		if (len < sizeof(e->fnames[0])) {
+			memcpy(e->fnames[e->nfnames], n, len);
+			e->fnames[e->nfnames++][len] = '\0';
+		}
+	}
+}
+
+/* Which lookups are terms: see the comment at the top. */
+static bool
+lookup_counts(struct eval *e, ns_type type, const char *domain)
+{
+	if (type == ns_t_a || type == ns_t_aaaa) {
+		return is_followup(e, domain) || count_term(e);
 	}
 	if (type == ns_t_mx || type == ns_t_ptr) {
-		e->followups = 0;
+		e->nfnames = 0;
 		return count_term(e);
 	}
 	return true;	/* TXT here is exp=: not a term */
+}
+
+/* If DOMAIN ends in the label AG_SPF_ANY_LABEL, the name before it. */
+static bool
+any_strip(const char *domain, char *out, size_t outsz)
+{
+	size_t len = strlen(domain), tl = strlen(AG_SPF_ANY_LABEL);
+
+	if (len > 0 && domain[len - 1] == '.') {
+		len--;
+	}
+	if (len <= tl + 1 || domain[len - tl - 1] != '.' ||
+	    strncasecmp(domain + len - tl, AG_SPF_ANY_LABEL, tl) != 0 ||
+	    len - tl - 1 >= outsz) {
+		return false;
+	}
+	memcpy(out, domain, len - tl - 1);
+	out[len - tl - 1] = '\0';
+	return true;
+}
+
+/* An A/AAAA answer holding just the client's address: a /0 match. */
+static SPF_dns_rr_t *
+rr_client(SPF_dns_server_t *layer, const char *domain, ns_type type,
+    const struct eval *e, const struct ag_dns_result *res)
+{
+	size_t alen = type == ns_t_a ? 4 : 16;
+	SPF_dns_rr_t *rr;
+
+	rr = SPF_dns_rr_new_init(layer, domain, type, (int)res->ttl,
+	    NETDB_SUCCESS);
+	if (rr == NULL) {
+		return NULL;
+	}
+	if ((e->client.family == AF_INET) != (type == ns_t_a) ||
+	    SPF_dns_rr_buf_realloc(rr, 0, alen) != SPF_E_SUCCESS) {
+		rr->herrno = NO_DATA;
+		return rr;
+	}
+	memcpy(type == ns_t_a ? (void *)&rr->rr[0]->a : (void *)&rr->rr[0]->aaaa,
+	    e->client.addr, alen);
+	rr->num_rr = 1;
+	return rr;
 }
 
 /* libspf2's lookup hook: everything but SPF records. */
@@ -350,18 +481,23 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type,
 {
 	struct eval *e = cur;
 	struct ag_dns_result *res = NULL;
+	char real[AG_ADDR_DOMAIN_MAX + 1], pn[80];
 	SPF_dns_rr_t *rr;
 	ag_status st;
+	bool any, quiet;
 
 	(void)should_cache;
 	if (e == NULL || type == ns_t_spf) {
 		/* the SPF RR type is obsolete (RFC 7208 3.1): never asked */
 		return rr_empty(layer, domain, type, e == NULL ? TRY_AGAIN : NO_DATA);
 	}
-	if (!lookup_counts(e, type)) {
+	any = any_strip(domain, real, sizeof(real));
+	quiet = type == ns_t_txt || ((type == ns_t_a || type == ns_t_aaaa) &&
+	    e->followup_of == ns_t_ptr && is_followup(e, domain));
+	if (!lookup_counts(e, type, domain)) {
 		return rr_empty(layer, domain, type, TRY_AGAIN);
 	}
-	st = query(e, domain, type, &res);
+	st = query(e, any ? real : domain, type, quiet, &res);
 	if (st == AG_NOTFOUND) {
 		int herrno = res != NULL && res->nxdomain ? HOST_NOT_FOUND : NO_DATA;
 
@@ -372,15 +508,207 @@ layer_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type,
 		return rr_empty(layer, domain, type, herrno);
 	}
 	if (st != AG_OK) {
+		/* libspf2 makes TRY_AGAIN temperror; a PTR name is skipped */
+		return rr_empty(layer, domain, type, quiet && type != ns_t_txt ?
+		    HOST_NOT_FOUND : TRY_AGAIN);
+	}
+	if (type == ns_t_mx && res->n > AG_SPF_MAX_MX_NAMES) {
+		/* 4.6.4: more than 10 MX records is a permerror */
+		note(e, true, "more than %d MX records for %s",
+		    AG_SPF_MAX_MX_NAMES, printable(domain, pn, sizeof(pn)));
+		ag_dns_result_free(res);
 		return rr_empty(layer, domain, type, TRY_AGAIN);
 	}
-	rr = rr_from(layer, domain, type, res);
+	if (any && (type == ns_t_a || type == ns_t_aaaa)) {
+		rr = rr_client(layer, domain, type, e, res);
+	} else {
+		rr = rr_from(layer, domain, type, res,
+		    any && type == ns_t_mx ? AG_SPF_ANY_LABEL : NULL);
+	}
 	if (rr != NULL && (type == ns_t_mx || type == ns_t_ptr)) {
-		e->followups = rr->num_rr < AG_SPF_MAX_MX_NAMES ?
-		    (unsigned)rr->num_rr : AG_SPF_MAX_MX_NAMES;
+		note_followups(e, type, rr);
 	}
 	ag_dns_result_free(res);
 	return rr != NULL ? rr : rr_empty(layer, domain, type, TRY_AGAIN);
+}
+
+/* ---- the record as libspf2 can run it --------------------------------- */
+
+/* Append LEN bytes of S to OUT (*O used of OUTSZ); false when full. */
+static bool
+put(char *out, size_t *o, size_t outsz, const char *s, size_t len)
+{
+	if (*o + len + 1 > outsz) {
+		return false;
+	}
+	memcpy(out + *o, s, len);
+	*o += len;
+	out[*o] = '\0';
+	return true;
+}
+
+/* Digits ending at END (exclusive) in T, after START: their start. */
+static size_t
+digits_back(const char *t, size_t start, size_t end)
+{
+	while (end > start && isdigit((unsigned char)t[end - 1])) {
+		end--;
+	}
+	return end;
+}
+
+/*
+ * An a or mx term T (LEN bytes, the name ending at NAME_END) for a client
+ * of FAMILY: a CIDR length of 0 for the other family is dropped (it cannot
+ * apply), one for the client's family makes the term look up
+ * DOMAIN.AG_SPF_ANY_LABEL instead (see there).
+ */
+static bool
+put_dual_cidr(const char *t, size_t len, size_t name_end, int family,
+    char *out, size_t *o, size_t outsz)
+{
+	size_t base = len, d4 = len, d6 = len, e4, p, dlen;
+	bool zero4, zero6;
+	const char *dom;
+
+	p = digits_back(t, name_end, base);
+	if (p < base && p >= name_end + 2 && t[p - 1] == '/' && t[p - 2] == '/') {
+		d6 = base = p - 2;
+	}
+	p = digits_back(t, name_end, base);
+	if (p < base && p >= name_end + 1 && t[p - 1] == '/') {
+		d4 = base = p - 1;
+	}
+	e4 = d6 < len ? d6 : len;	/* end of the ip4 length */
+	zero4 = d4 < len && e4 - d4 == 2 && t[d4 + 1] == '0';
+	zero6 = d6 < len && len - d6 == 3 && t[d6 + 2] == '0';
+	if (!zero4 && !zero6) {
+		return put(out, o, outsz, t, len);
+	}
+	if (family == AF_INET ? !zero4 : !zero6) {
+		return put(out, o, outsz, t, base) &&
+		    (d4 == len || zero4 || put(out, o, outsz, t + d4, e4 - d4)) &&
+		    (d6 == len || zero6 || put(out, o, outsz, t + d6, len - d6));
+	}
+	if (name_end < base && t[name_end] == ':') {
+		dom = t + name_end + 1;
+		dlen = base - name_end - 1;
+	} else {
+		dom = "%{d}";
+		dlen = 4;
+	}
+	while (dlen > 0 && dom[dlen - 1] == '.') {
+		dlen--;
+	}
+	return put(out, o, outsz, t, name_end) && put(out, o, outsz, ":", 1) &&
+	    put(out, o, outsz, dom, dlen) && put(out, o, outsz, ".", 1) &&
+	    put(out, o, outsz, AG_SPF_ANY_LABEL, strlen(AG_SPF_ANY_LABEL));
+}
+
+/* One term T (LEN bytes) as libspf2 can run it, into OUT.  REDIRECT
+ * says which pass: redirect= only (moved to the end) or all else. */
+static bool
+put_term(const char *t, size_t len, int family, bool redirect, char *out,
+    size_t *o, size_t outsz)
+{
+	size_t q = (len > 0 && strchr("+-~?", t[0]) != NULL) ? 1 : 0;
+	size_t n = 0;
+
+	/* a modifier: name "=" (4.6.1); unknown ones are ignored (6) */
+	if (isalpha((unsigned char)t[0])) {
+		while (n < len && (isalnum((unsigned char)t[n]) ||
+		    strchr("-_.", t[n]) != NULL)) {
+			n++;
+		}
+		if (n < len && t[n] == '=') {
+			bool is_redirect = n == 8 && strncasecmp(t, "redirect", 8) == 0;
+			bool is_exp = n == 3 && strncasecmp(t, "exp", 3) == 0;
+
+			if (is_redirect != redirect || (!is_redirect && !is_exp)) {
+				return true;
+			}
+			return put(out, o, outsz, " ", 1) && put(out, o, outsz, t, len);
+		}
+	}
+	if (redirect) {
+		return true;
+	}
+	for (n = q; n < len && t[n] != ':' && t[n] != '/'; n++) {
+	}
+	if (!put(out, o, outsz, " ", 1)) {
+		return false;
+	}
+	if ((n - q == 3 && strncasecmp(t + q, "ip4", 3) == 0) ||
+	    (n - q == 3 && strncasecmp(t + q, "ip6", 3) == 0)) {
+		bool v4 = t[q + 2] == '4';
+
+		if (len > n + 2 && t[len - 2] == '/' && t[len - 1] == '0') {
+			/* X/0 is every address: two halves of the space */
+			char two[64];
+
+			snprintf(two, sizeof(two), "%.*sip%c:%s %.*sip%c:%s",
+			    (int)q, t, v4 ? '4' : '6', v4 ? "0.0.0.0/1" : "::/1",
+			    (int)q, t, v4 ? '4' : '6',
+			    v4 ? "128.0.0.0/1" : "8000::/1");
+			return put(out, o, outsz, two, strlen(two));
+		}
+		return put(out, o, outsz, t, len);
+	}
+	if ((n - q == 1 && strncasecmp(t + q, "a", 1) == 0) ||
+	    (n - q == 2 && strncasecmp(t + q, "mx", 2) == 0)) {
+		return put_dual_cidr(t, len, n, family, out, o, outsz);
+	}
+	return put(out, o, outsz, t, len);
+}
+
+/*
+ * Rewrite the checked record REC into what libspf2 runs as RFC 7208 says:
+ * unknown modifiers dropped (libspf2 refuses names with ".", "-", "_"),
+ * redirect= moved last (libspf2 evaluates it where it stands, 6.1 says
+ * after every mechanism), CIDR lengths of 0 rewritten (AG_SPF_ANY_LABEL).
+ */
+static bool
+for_libspf2(const char *rec, int family, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	if (!put(out, &o, outsz, "v=spf1", 6)) {
+		return false;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		const char *p = rec + 6;
+
+		while (*p != '\0') {
+			size_t len;
+
+			p += strspn(p, " ");
+			len = strcspn(p, " ");
+			if (len > 0 && !put_term(p, len, family, pass == 1, out, &o,
+			    outsz)) {
+				return false;
+			}
+			p += len;
+		}
+	}
+	if (o == 6 && !put(out, &o, outsz, " ", 1)) {
+		return false;	/* libspf2 wants "v=spf1 " with the space */
+	}
+	return true;
+}
+
+/* Does TXT mention AG_SPF_ANY_LABEL (reserved for for_libspf2)? */
+static bool
+any_used(const char *txt)
+{
+	size_t tl = strlen(AG_SPF_ANY_LABEL);
+
+	for (; *txt != '\0'; txt++) {
+		if (strncasecmp(txt, AG_SPF_ANY_LABEL, tl) == 0) {
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Find the one SPF record among the TXT answers; checked. */
@@ -408,8 +736,12 @@ pick_record(struct eval *e, SPF_response_t *resp, const char *domain,
 			    printable(domain, pn, sizeof(pn)), why);
 			return SPF_E_SYNTAX;
 		}
-		/* libspf2 wants "v=spf1 " with the space */
-		snprintf(rec, recsz, "%s%s", txt, len == 6 ? " " : "");
+		if (any_used(txt) ||
+		    !for_libspf2(txt, e->client.family, rec, recsz)) {
+			note(e, true, "SPF record for %s not usable here",
+			    printable(domain, pn, sizeof(pn)));
+			return SPF_E_SYNTAX;
+		}
 	}
 	if (found == 0) {
 		resp->result = SPF_RESULT_NONE;
@@ -436,7 +768,7 @@ layer_get_spf(SPF_server_t *server, SPF_request_t *req, SPF_response_t *resp,
 	if (e->records++ > 0 && !count_term(e)) {
 		return SPF_E_BIG_DNS;
 	}
-	st = query(e, req->cur_dom, ns_t_txt, &res);
+	st = query(e, req->cur_dom, ns_t_txt, false, &res);
 	if (st == AG_NOTFOUND) {
 		ag_dns_result_free(res);
 		if (e->records > 1 && !count_void(e)) {
@@ -547,6 +879,14 @@ answer_texts(SPF_response_t *resp, struct ag_spf_answer *out)
 		for (size_t i = 0; t[i] != '\0' && j + 1 < sizeof(out->explanation); i++) {
 			unsigned char ch = (unsigned char)t[i];
 
+			/* libspf2 URL-encodes as %3d; RFC 3986 2.1 wants %3D */
+			if ((i >= 1 && t[i - 1] == '%' && isxdigit(ch) &&
+			    isxdigit((unsigned char)t[i + 1])) ||
+			    (i >= 2 && t[i - 2] == '%' &&
+			    isxdigit((unsigned char)t[i - 1]) && isxdigit(ch))) {
+				ch = (unsigned char)toupper(ch);
+			}
+
 			out->explanation[j++] = (ch >= 0x20 && ch < 0x7f) ?
 			    (char)ch : ' ';
 		}
@@ -625,6 +965,7 @@ ag_spf_check(struct ag_spf *s, enum ag_spf_identity id,
 		snprintf(out->reason, sizeof(out->reason), "unusable identity");
 		return AG_OK;
 	}
+	e.client = *client;
 	cur = &e;
 	SPF_request_query_mailfrom(req, &resp);
 	cur = NULL;
