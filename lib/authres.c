@@ -12,6 +12,10 @@
  * bytes become "\xHH", the length is capped) and are then written bare only
  * where the grammar allows, else quoted: see authres.h.
  *
+ * ag_authres_parse_id() reads the authserv-id of an incoming header, so
+ * that forged ones claiming ours can be removed: one pass over the value,
+ * comments nested by a depth count, only OUT written and only within OUTSZ.
+ *
  * Ownership: the builder owns copies of everything it is given; rendered
  * strings belong to the caller.  Thread safety: a builder is used by one
  * thread; there is no shared state.
@@ -647,4 +651,123 @@ ag_received_spf_render(const struct ag_received_spf *r)
 		free(w.p);
 	}
 	return sb_take(&f.sb);
+}
+
+/*
+ * Reading the authserv-id of an incoming header (ag_authres_parse_id).
+ *
+ * Only the id is read, never the rest: a header whose results are
+ * malformed or huge must still be recognised as claiming our id, or a
+ * forged one survives the removal (OpenDKIM #434).  One pass, no
+ * recursion, no counts that index arrays (OpenDMARC #441); the only write
+ * is into OUT, checked against OUTSZ byte by byte.
+ */
+
+/* RFC 5234 WSP, and CR and LF: outside a quoted-string they only fold. */
+static bool
+is_fws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * Skip RFC 5322 3.2.2 CFWS at P: white space, folds, and comments, which
+ * nest (a depth count) and hold quoted-pairs.  The first byte after it, or
+ * NULL when the value ends inside a comment or a quoted-pair.
+ */
+static const char *
+skip_cfws(const char *p)
+{
+	size_t depth = 0;
+
+	for (; *p != '\0'; p++) {
+		if (depth > 0 && *p == '\\') {
+			p++;	/* the quoted-pair's second byte */
+			if (*p == '\0') {
+				return NULL;
+			}
+		} else if (*p == '(') {
+			depth++;
+		} else if (depth > 0 && *p == ')') {
+			depth--;
+		} else if (depth == 0 && !is_fws(*p)) {
+			return p;
+		}
+	}
+	return depth == 0 ? p : NULL;
+}
+
+/*
+ * Copy byte C to OUT as its Nth byte; false, with OUT holding the cut id,
+ * when it does not fit before the NUL.
+ */
+static bool
+id_put(char *out, size_t outsz, size_t *n, char c)
+{
+	if (*n + 1 >= outsz) {
+		out[*n] = '\0';
+		return false;
+	}
+	out[(*n)++] = c;
+	return true;
+}
+
+/*
+ * The content of the quoted-string whose '"' is just before P (RFC 5322
+ * 3.2.4): quoted-pairs unescaped, CR and LF dropped (the FWS inside is
+ * unfolded), any other byte as it is (RFC 6532 allows UTF-8 there).
+ */
+static ag_status
+read_quoted(const char *p, char *out, size_t outsz)
+{
+	size_t n = 0;
+
+	for (; *p != '"'; p++) {
+		if (*p == '\\') {
+			p++;
+		}
+		if (*p == '\0') {
+			out[0] = '\0';
+			return AG_INVALID;	/* unterminated */
+		}
+		if (*p != '\r' && *p != '\n' && !id_put(out, outsz, &n, *p)) {
+			return AG_INVALID;	/* longer than any id of ours */
+		}
+	}
+	out[n] = '\0';
+	return n > 0 ? AG_OK : AG_INVALID;
+}
+
+/* The RFC 2045 token at P, up to the first byte that is not a token's. */
+static ag_status
+read_token(const char *p, char *out, size_t outsz)
+{
+	size_t n = 0;
+
+	for (; is_token_char((unsigned char)*p); p++) {
+		if (!id_put(out, outsz, &n, *p)) {
+			return AG_INVALID;
+		}
+	}
+	out[n] = '\0';
+	return n > 0 ? AG_OK : AG_INVALID;
+}
+
+/* The authserv-id at the start of a header value; see authres.h. */
+ag_status
+ag_authres_parse_id(const char *value, char *out, size_t outsz)
+{
+	const char *p;
+
+	if (out == NULL || outsz == 0) {
+		return AG_INVALID;
+	}
+	out[0] = '\0';
+	if (value == NULL || (p = skip_cfws(value)) == NULL) {
+		return AG_INVALID;
+	}
+	if (*p == '"') {
+		return read_quoted(p + 1, out, outsz);
+	}
+	return read_token(p, out, outsz);
 }

@@ -68,6 +68,16 @@ struct ag_spf {
 
 static __thread struct eval *cur;
 
+/*
+ * libspf2 silently drops the terms of a record past its 63rd (so a record
+ * with 64 ip4 terms and -all ends neutral); rather than act on part of a
+ * record, such a record is a permerror here.
+ */
+#define AG_SPF_LIBSPF2_TERMS 63
+
+/* The default explanation we give libspf2: it means "no explanation". */
+#define AG_SPF_NO_EXP "authgate-no-explanation"
+
 /* RFC 7208 7.3: an expanded domain name is cut to 253 characters. */
 #define AG_SPF_NAME_MAX 253
 
@@ -711,6 +721,24 @@ any_used(const char *txt)
 	return false;
 }
 
+/* The terms of a record after "v=spf1", separated by spaces. */
+static unsigned
+count_terms(const char *rec)
+{
+	unsigned n = 0;
+	bool in = false;
+
+	for (const char *p = rec; *p != '\0'; p++) {
+		if (*p == ' ') {
+			in = false;
+		} else if (!in) {
+			in = true;
+			n++;
+		}
+	}
+	return n > 0 ? n - 1 : 0;
+}
+
 /* Find the one SPF record among the TXT answers; checked. */
 static SPF_errcode_t
 pick_record(struct eval *e, SPF_response_t *resp, const char *domain,
@@ -740,6 +768,11 @@ pick_record(struct eval *e, SPF_response_t *resp, const char *domain,
 		    !for_libspf2(txt, e->client.family, rec, recsz)) {
 			note(e, true, "SPF record for %s not usable here",
 			    printable(domain, pn, sizeof(pn)));
+			return SPF_E_SYNTAX;
+		}
+		if (count_terms(rec) > AG_SPF_LIBSPF2_TERMS) {
+			note(e, true, "SPF record for %s has more than %d terms",
+			    printable(domain, pn, sizeof(pn)), AG_SPF_LIBSPF2_TERMS);
 			return SPF_E_SYNTAX;
 		}
 	}
@@ -819,6 +852,14 @@ ag_spf_new(struct ag_dns *dns, const char *receiver, struct ag_spf **out,
 	if (receiver != NULL && receiver[0] != '\0') {
 		SPF_server_set_rec_dom(s->server, receiver);
 	}
+	/* libspf2's own default explanation sends people (with the sender
+	 * and client address) to a defunct web site: ours marks "none" */
+	{
+		SPF_response_t *r = NULL;
+
+		SPF_server_set_explanation(s->server, AG_SPF_NO_EXP, &r);
+		SPF_response_free(r);
+	}
 	*out = s;
 	return AG_OK;
 }
@@ -872,7 +913,8 @@ answer_texts(SPF_response_t *resp, struct ag_spf_answer *out)
 		printable(t, out->reason, sizeof(out->reason));
 	}
 	if (out->result == AG_SPF_FAIL &&
-	    (t = SPF_response_get_explanation(resp)) != NULL) {
+	    (t = SPF_response_get_explanation(resp)) != NULL &&
+	    strcmp(t, AG_SPF_NO_EXP) != 0) {
 		/* attacker-controlled text: printable ASCII, bounded */
 		size_t j = 0;
 

@@ -14,6 +14,10 @@ PACKAGES=(
 	# python3 (tests/lib uses its standard library: sqlite3, smtplib),
 	# util-linux (unshare, setpriv) and mount for the read-only database test
 	postfix sqlite3 python3 util-linux mount
+	# SPF tests: unbound serves the test zones on loopback (dnsutils: dig,
+	# to look at them by hand); Debian's python3 modules to parse DNS
+	# packets (tests/lib/agdns.py) and Authentication-Results headers
+	unbound dnsutils python3-dnslib python3-authres
 )
 
 if [ "$(id -u)" != 0 ]; then

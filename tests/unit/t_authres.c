@@ -2,7 +2,10 @@
  * t_authres.c - unit tests for lib/authres.c: Authentication-Results and
  * Received-SPF values against golden files, hostile values from the
  * network (quotes, backslashes, controls, 8-bit, 1 KB, "@", ""), argument
- * checks and limits, folding, and allocation failure.
+ * checks and limits, folding, and allocation failure; and reading the
+ * authserv-id of incoming headers (ag_authres_parse_id): a table of CFWS,
+ * quoting and hostile cases, our own headers read back, and values up to
+ * 1 MB timed (their times go to stderr as "# parse_id" lines).
  *
  * Every rendered Authentication-Results value is also written to a
  * temporary directory and, as the last test, parsed by the real
@@ -42,6 +45,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "authres.h"
@@ -1748,6 +1752,260 @@ test_alloc_failure(void **state)
 	}
 }
 
+/* ---- reading an incoming authserv-id ----------------------------------- */
+
+#define ID_OUTSZ 256	/* the caller's buffer in most cases */
+#define ID_GUARD 16	/* bytes past OUTSZ that must stay untouched */
+
+/*
+ * Parse VALUE into a buffer of OUTSZ bytes (0: ID_OUTSZ); fail naming
+ * LABEL unless the status is WANT and the id WANT_ID, or if a byte past
+ * OUTSZ was written.
+ */
+static void
+check_id(const char *label, const char *value, size_t outsz, ag_status want,
+    const char *want_id)
+{
+	char out[ID_OUTSZ + ID_GUARD];
+	size_t i;
+
+	outsz = outsz != 0 ? outsz : ID_OUTSZ;
+	memset(out, '#', sizeof(out));
+	check_status(label, ag_authres_parse_id(value, out, outsz), want);
+	check_str(label, "id", out, want_id);
+	for (i = outsz; i < sizeof(out); i++) {
+		if (out[i] != '#') {
+			fail_msg("%s: byte %zu written, OUTSZ is %zu", label, i,
+			    outsz);
+		}
+	}
+}
+
+/*
+ * RFC 8601 2.2 authserv-id after CFWS.  A token ends at the first byte
+ * that is not an RFC 2045 token character: bytes >= 0x80 are not (so an
+ * id ends there, or is invalid if it starts there); a quoted-string keeps
+ * them.  What follows the id is never read.  On AG_INVALID the id is "",
+ * or the cut id when it is too long.
+ */
+static void
+test_parse_id(void **state)
+{
+	static const struct {
+		const char *label, *value;
+		size_t outsz;
+		ag_status want;
+		const char *id;
+	} cases[] = {
+		{ "plain", "mx.example.org; spf=pass", 0, AG_OK,
+		    "mx.example.org" },
+		{ "mixed case kept", "MX.Example.ORG; none", 0, AG_OK,
+		    "MX.Example.ORG" },
+		{ "id alone", "mx.example.org", 0, AG_OK, "mx.example.org" },
+		{ "leading spaces", "   \tmx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "CRLF fold first", "\r\n\tmx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "LF fold first", " \n mx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "comment before", "(forged?) mx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "comment touching", "(c)mx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "nested comments", "(a (b (c) ) d)(e) mx.example.org;", 0,
+		    AG_OK, "mx.example.org" },
+		{ "escaped parens", "(a \\) b \\( c) mx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "escaped backslash", "(a \\\\) mx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "comment: ; \" folds 8-bit",
+		    "(x; \"y\r\n\t\xc3\xa9) mx.example.org;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "quoted", "\"mx.example.org\"; spf=pass", 0, AG_OK,
+		    "mx.example.org" },
+		{ "quoted, escapes", "\"a \\\"q\\\" \\\\ \\z\";", 0, AG_OK,
+		    "a \"q\" \\ z" },
+		{ "quoted, specials", "\"a b;c(d)\"; none", 0, AG_OK,
+		    "a b;c(d)" },
+		{ "quoted, folded", "\"mx.\r\n\texample\";", 0, AG_OK,
+		    "mx.\texample" },
+		{ "quoted, 8-bit kept", "\"m\xc3\xa9\";", 0, AG_OK,
+		    "m\xc3\xa9" },
+		{ "quoted, then a token", "\"mx\"x;", 0, AG_OK, "mx" },
+		{ "then version", "mx.example.org 1; spf=pass", 0, AG_OK,
+		    "mx.example.org" },
+		{ "comment, version", "mx.example.org (c) 1;", 0, AG_OK,
+		    "mx.example.org" },
+		{ "then ;", "mx.example.org;spf=pass", 0, AG_OK,
+		    "mx.example.org" },
+		{ "then fold", "mx.example.org\r\n\t; spf=pass", 0, AG_OK,
+		    "mx.example.org" },
+		{ "then comment", "mx.example.org(ours); none", 0, AG_OK,
+		    "mx.example.org" },
+		{ "CVE-2020-12272 shape", "example.net(.example.com; spf=pass",
+		    0, AG_OK, "example.net" },
+		{ "then /jobid (tspecial)", "mx.example.org/0C5B13F980; none",
+		    0, AG_OK, "mx.example.org" },
+		{ "token punctuation", "a!#$%&'*+-.^_`{|}~z;", 0, AG_OK,
+		    "a!#$%&'*+-.^_`{|}~z" },
+		{ "then 8-bit", "mx.example.org\xc3\xa9; none", 0, AG_OK,
+		    "mx.example.org" },
+		{ "then DEL", "mx\x7f.example.org;", 0, AG_OK, "mx" },
+		{ "then control", "mx\x01.example.org;", 0, AG_OK, "mx" },
+		{ "ADMD-less (O365)", "spf=pass smtp.mailfrom=x.org", 0, AG_OK,
+		    "spf" },
+		{ "starts 8-bit", "\xc3\xa9mx.example.org;", 0, AG_INVALID,
+		    "" },
+		{ "empty", "", 0, AG_INVALID, "" },
+		{ "only CFWS", "  \r\n\t ", 0, AG_INVALID, "" },
+		{ "only a comment", "(just a comment)", 0, AG_INVALID, "" },
+		{ "comment then ;", "(c); spf=pass", 0, AG_INVALID, "" },
+		{ "starts with ;", "; spf=pass", 0, AG_INVALID, "" },
+		{ "unbalanced (", "(a (b) mx.example.org;", 0, AG_INVALID, "" },
+		{ "stray )", ") mx.example.org;", 0, AG_INVALID, "" },
+		{ "stray ) then (", ")( mx.example.org;", 0, AG_INVALID, "" },
+		{ "comment ends in \\", "(a\\", 0, AG_INVALID, "" },
+		{ "backslash outside", "\\mx;", 0, AG_INVALID, "" },
+		{ "unterminated quote", "\"mx.example.org; spf=pass", 0,
+		    AG_INVALID, "" },
+		{ "quote ends in \\", "\"mx\\", 0, AG_INVALID, "" },
+		{ "empty quoted", "\"\"; none", 0, AG_INVALID, "" },
+		{ "OUTSZ-1 token", "abcde;", 6, AG_OK, "abcde" },
+		{ "OUTSZ token", "abcdef;", 6, AG_INVALID, "abcde" },
+		{ "OUTSZ-1 quoted", "\"ab\\\"de\";", 6, AG_OK, "ab\"de" },
+		{ "OUTSZ quoted", "\"abcdef\";", 6, AG_INVALID, "abcde" },
+		{ "folds not counted", "\"ab\r\n\tc\";", 5, AG_OK, "ab\tc" },
+		{ "OUTSZ 1", "a;", 1, AG_INVALID, "" },
+	};
+	char out[4] = "###";
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NELEM(cases); i++) {
+		check_id(cases[i].label, cases[i].value, cases[i].outsz,
+		    cases[i].want, cases[i].id);
+	}
+	check_status("value NULL", ag_authres_parse_id(NULL, out, 4),
+	    AG_INVALID);
+	check_str("value NULL", "id", out, "");
+	check_status("out NULL", ag_authres_parse_id("x", NULL, 4), AG_INVALID);
+	check_status("OUTSZ 0", ag_authres_parse_id("x", out, 0), AG_INVALID);
+}
+
+/* Our own headers read back as the id they were made with. */
+static void
+test_parse_id_ours(void **state)
+{
+	static const char *const ids[] = { "mx.example.org", "MX.Example.Org",
+		"mail.example.org/0C5B13F980", "a b", "x\"y\\z", "(c); x" };
+	static const struct ag_authres_prop props[] = {
+		{ "header", "d", "example.com" },
+		{ "header", "b", "\"(;" },
+	};
+	struct ag_authres *ar;
+	size_t i, j;
+	char *v;
+
+	(void)state;
+	for (i = 0; i < NELEM(ids); i++) {
+		ar = ag_authres_new(ids[i]);
+		assert_non_null(ar);
+		for (j = 0; j < 20; j++) {	/* 20 results */
+			check_status(ids[i], ag_authres_add(ar, "dkim", "pass",
+			    "r(\"", props, NELEM(props)), AG_OK);
+		}
+		v = ag_authres_render(ar);
+		assert_non_null(v);
+		check_id(ids[i], v, 0, AG_OK, ids[i]);
+		free(v);
+		ag_authres_free(ar);
+	}
+}
+
+/* Milliseconds since some fixed point. */
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A new string: A NA times, B NB times, then TAIL. */
+static char *
+build(const char *a, size_t na, const char *b, size_t nb, const char *tail)
+{
+	char *s = repeat(a, na, ""), *t = repeat(b, nb, tail);
+	char *r = malloc(strlen(s) + strlen(t) + 1);
+
+	assert_non_null(r);
+	strcpy(r, s);
+	strcat(r, t);
+	free(s), free(t);
+	return r;
+}
+
+/* Long and hostile values: bounded output, one pass, no recursion. */
+static void
+test_parse_id_long(void **state)
+{
+	enum { KB4 = 4096 / 32, KB100 = 100 * 1024, MB = 1024 * 1024 };
+	static char a255[ID_OUTSZ];	/* the longest id that fits */
+	const struct {
+		const char *label;
+		char *value;
+		ag_status want;
+		const char *id;
+	} cases[] = {
+		{ "4 KB header", build("mx.example.org; ", 1,
+		    "dkim=pass d=x.org; ", KB4 * 2, "spf=pass"), AG_OK,
+		    "mx.example.org" },
+		{ "4 KB comment first", build("(c (d) \\) e; \"f\" )", KB4 * 2,
+		    "", 0, " mx.example.org; none"), AG_OK, "mx.example.org" },
+		{ "100 KB broken rest (OpenDKIM #434)",
+		    build("mx.example.org; ", 1, "\"(\\", KB100 / 3, ""),
+		    AG_OK, "mx.example.org" },
+		{ "100 KB of (", build("(", KB100, "", 0, ""), AG_INVALID, "" },
+		{ "100 KB deep, closed", build("(", KB100, ")", KB100,
+		    "mx.example.org"), AG_OK, "mx.example.org" },
+		{ "255-byte id", build("a", ID_OUTSZ - 1, "", 0, "; none"),
+		    AG_OK, a255 },
+		{ "256-byte id", build("a", ID_OUTSZ, "", 0, "; none"),
+		    AG_INVALID, a255 },
+		{ "1 MB of (", build("(", MB, "", 0, ""), AG_INVALID, "" },
+		{ "1 MB of (\\(", build("(\\(", MB / 3, "", 0, ""), AG_INVALID,
+		    "" },
+		{ "1 MB of folds", build("\r\n ", MB / 3, "", 0,
+		    "mx.example.org"), AG_OK, "mx.example.org" },
+		{ "1 MB of ()", build("()", MB / 2, "", 0, "mx.example.org"),
+		    AG_OK, "mx.example.org" },
+		{ "1 MB quoted, open", build("\"", 1, "\r\n", MB / 2, ""),
+		    AG_INVALID, "" },
+		{ "1 MB quoted, pairs", build("\"", 1, "\\a", MB / 2, ""),
+		    AG_INVALID, a255 },
+		{ "1 MB token", build("a", MB, "", 0, ""), AG_INVALID, a255 },
+	};
+	double t, worst = 0;
+	size_t i;
+
+	(void)state;
+	memset(a255, 'a', ID_OUTSZ - 1);
+	for (i = 0; i < NELEM(cases); i++) {
+		t = now_ms();
+		check_id(cases[i].label, cases[i].value, 0, cases[i].want,
+		    cases[i].id);
+		t = now_ms() - t;
+		worst = t > worst ? t : worst;
+		fprintf(stderr, "# parse_id %s (%zu bytes): %.3f ms\n",
+		    cases[i].label, strlen(cases[i].value), t);
+		free(cases[i].value);
+	}
+	if (worst > 250) {	/* linear: a few ms, even under ASan */
+		fail_msg("slowest value took %.1f ms", worst);
+	}
+}
+
 /* ---- the python3-authres step ------------------------------------------ */
 
 static const char python_check[] =
@@ -1936,6 +2194,9 @@ main(void)
 		cmocka_unit_test(test_received_spf_comment_long),
 		cmocka_unit_test(test_received_spf_result),
 		cmocka_unit_test(test_alloc_failure),
+		cmocka_unit_test(test_parse_id),
+		cmocka_unit_test(test_parse_id_ours),
+		cmocka_unit_test(test_parse_id_long),
 		/* Last: it reads what the tests above wrote. */
 		cmocka_unit_test(test_python_authres),
 	};
