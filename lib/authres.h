@@ -104,4 +104,15 @@ struct ag_received_spf {
  */
 char *ag_received_spf_render(const struct ag_received_spf *r);
 
+/*
+ * The authserv-id of an incoming Authentication-Results header VALUE (RFC
+ * 8601 2.2: the first "value" after optional CFWS, a token or a
+ * quoted-string, unquoted here), for recognising headers that claim to be
+ * ours.  Comments may nest; work is bounded by the length of VALUE and
+ * never recursive.  AG_OK with the id in OUT (cut to OUTSZ-1, which is
+ * then AG_INVALID: an id that long is not ours), or AG_INVALID when no
+ * id can be read.
+ */
+ag_status ag_authres_parse_id(const char *value, char *out, size_t outsz);
+
 #endif

@@ -51,6 +51,10 @@ struct ag_config {
 	bool spf_check;		/* SPFCheck: default yes */
 	bool spf_check_helo;	/* SPFCheckHelo: default yes */
 	int spf_disp[AG_SPF_NRESULTS]; /* On-SPF<Result>: an enum ag_disp each */
+	bool dkim_verify;	/* DKIMVerify: default yes */
+	unsigned dkim_max_sigs;	/* DKIMMaxSignatures: default 5 */
+	unsigned dkim_timeout;	/* DKIMTimeout: ms for a message's key lookups */
+	char *authserv_strip;	/* AuthservIDStrip: "id id ..." or NULL */
 };
 
 /*

@@ -30,6 +30,7 @@ struct checkers {
 	unsigned refs;
 	struct ag_dns *dns;
 	struct ag_spf *spf;
+	struct ag_dkim *dkim;
 	char *servers;		/* the settings they were made for */
 	unsigned timeout;
 	char *receiver;
@@ -70,6 +71,7 @@ checkers_unref(struct checkers *k)
 	if (k == NULL || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) != 0) {
 		return;
 	}
+	ag_dkim_free(k->dkim);
 	ag_spf_free(k->spf);
 	ag_dns_free(k->dns);
 	free(k->servers);
@@ -113,7 +115,8 @@ checkers_update(struct ag_engine *e, const struct ag_config *cfg)
 	    (k->receiver = strdup(cfg->authserv_id)) == NULL ||
 	    ag_dns_new(&opts, &k->dns, err, sizeof(err)) != AG_OK ||
 	    ag_spf_new(k->dns, cfg->authserv_id, &k->spf, err,
-	    sizeof(err)) != AG_OK) {
+	    sizeof(err)) != AG_OK ||
+	    ag_dkim_new(k->dns, &k->dkim, err, sizeof(err)) != AG_OK) {
 		ag_log_err("cannot make the resolver (%s): %s",
 		    cfg->dns_servers != NULL ? cfg->dns_servers : "resolv.conf",
 		    k->servers == NULL && cfg->dns_servers != NULL ?
@@ -180,6 +183,7 @@ publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
 		__atomic_add_fetch(&s->chk->refs, 1, __ATOMIC_ACQ_REL);
 		s->pub.dns = s->chk->dns;
 		s->pub.spf = s->chk->spf;
+		s->pub.dkim = s->chk->dkim;
 	}
 	s->pub.cfg = cfg;
 	s->pub.policy = pol != NULL ? pol->policy : NULL;

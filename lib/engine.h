@@ -13,9 +13,9 @@
  * error; with no policy at all, sessions answer with On-DatabaseError.
  * The watcher retries every PolicyCheckInterval seconds.
  *
- * The resolver and the SPF checker live as long as some snapshot holds
- * them: they are made again only when DNSServer, DNSTimeout or AuthservID
- * change on reload.
+ * The resolver and the SPF and DKIM checkers live as long as some
+ * snapshot holds them: they are made again only when DNSServer,
+ * DNSTimeout or AuthservID change on reload.
  *
  * Thread safety: every function may be called from any thread.
  */
@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dkim.h"
 #include "dns.h"
 #include "policy.h"
 #include "spf.h"
@@ -39,6 +40,7 @@ struct ag_snapshot {
 	uint64_t generation;		/* increases with every swap */
 	struct ag_dns *dns;		/* NULL: no resolver (see the log) */
 	struct ag_spf *spf;		/* NULL: no resolver */
+	struct ag_dkim *dkim;		/* NULL: no resolver */
 };
 
 struct ag_engine;

@@ -18,55 +18,10 @@
 #include <strings.h>
 
 #include "addr.h"
-#include "authres.h"
 #include "log.h"
 #include "policy.h"
 #include "session.h"
-#include "spf.h"
-
-/* Log values are cut here; longer input is still parsed in full. */
-#define LOGVAL_MAX 256
-
-struct msg {
-	const struct ag_snapshot *snap;	/* pinned at MAIL FROM */
-	struct ag_mailaddr sender;
-	bool trusted;
-	bool have_declared;
-	uint64_t declared_size;		/* SIZE= */
-	uint64_t size;			/* counted so far (saturating) */
-	struct ag_setting size_limit;	/* smallest max-size that applies */
-	size_t nrcpt_ok;
-	size_t nrcpt_bad;
-	struct ag_verdict would;	/* first dry-run decision, for the log */
-	bool have_would;
-	bool nopolicy;			/* database down, On-DatabaseError accept */
-	struct ag_edit *edits;
-	size_t nedits;
-	/* SPF: the MAIL FROM identity decides, HELO is recorded */
-	bool spf_done;			/* spf holds a result */
-	const char *spf_skip;		/* why not checked (static), or NULL */
-	struct ag_spf_answer spf;
-	bool spf_helo_done;
-	struct ag_spf_answer spf_helo;
-	char spf_identity[AG_ADDR_MAX + 1];	/* the address checked */
-	bool spf_per_rcpt;		/* the decision waits for RCPT TO */
-	char tag[48];			/* X-Authgate-Tag value, or "" */
-};
-
-struct ag_conn {
-	struct ag_engine *eng;
-	bool have_ip;
-	struct ag_ip ip;
-	char ipstr[AG_IP_STRLEN];
-	char client_name[LOGVAL_MAX];
-	char helo_raw[LOGVAL_MAX];
-	char helo[AG_ADDR_DOMAIN_MAX + 1];	/* normalized, "" if invalid */
-	char qid[64];
-	char auth[256];
-	struct msg *msg;
-	struct ag_edit *edits;		/* of the last accepted message */
-	size_t nedits;
-};
+#include "session_int.h"
 
 /* Copy a possibly NULL string into a fixed buffer, cut to fit. */
 static void
@@ -154,20 +109,6 @@ edits_free_array(struct ag_edit *ed, size_t n)
 	free(ed);
 }
 
-/* The SPF fields of the log line: " spf=RESULT[ spf_helo=RESULT]". */
-static void
-spf_logfields(const struct msg *m, char *buf, size_t bufsz)
-{
-	if (m->spf_skip != NULL) {
-		snprintf(buf, bufsz, " spf=skipped:%s", m->spf_skip);
-	} else if (m->spf_done) {
-		snprintf(buf, bufsz, " spf=%s%s%s",
-		    ag_spf_result_name(m->spf.result),
-		    m->spf_helo_done ? " spf_helo=" : "",
-		    m->spf_helo_done ? ag_spf_result_name(m->spf_helo.result) : "");
-	}
-}
-
 /* Write the one log line of a message that ended with verdict V. */
 static void
 msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
@@ -175,13 +116,17 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	struct msg *m = c->msg;
 	char qid[80], name[LOGVAL_MAX], helo[LOGVAL_MAX], from[LOGVAL_MAX];
 	char addr[AG_ADDR_MAX + 2], would[128] = "", auth[LOGVAL_MAX] = "";
-	char rule[24] = "-", bad[40] = "", spf[96] = "";
+	char rule[24] = "-", bad[40] = "", spf[400] = "";
 
 	ag_log_escape(qid, sizeof(qid), c->qid[0] != '\0' ? c->qid : "NOQUEUE");
 	ag_log_escape(name, sizeof(name), c->client_name);
 	ag_log_escape(helo, sizeof(helo), c->helo_raw);
-	ag_mailaddr_format(&m->sender, addr, sizeof(addr));
-	ag_log_escape(from, sizeof(from), addr);
+	if (m->sender_bad) {
+		ag_log_escape(from, sizeof(from), m->sender_raw);
+	} else {
+		ag_mailaddr_format(&m->sender, addr, sizeof(addr));
+		ag_log_escape(from, sizeof(from), addr);
+	}
 	if (v->rule_id > 0) {
 		snprintf(rule, sizeof(rule), "%lld", (long long)v->rule_id);
 	}
@@ -194,7 +139,7 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	if (m->nrcpt_bad > 0) {
 		snprintf(bad, sizeof(bad), " rejected_rcpts=%zu", m->nrcpt_bad);
 	}
-	spf_logfields(m, spf, sizeof(spf));
+	sess_auth_logfields(m, spf, sizeof(spf));
 	if (m->have_would) {
 		snprintf(would, sizeof(would),
 		    " dry_run=yes would=%s would_code=%s would_rule=%lld "
@@ -226,6 +171,7 @@ msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 		msg_log(c, v, how);
 	}
 	edits_free_array(m->edits, m->nedits);
+	sess_auth_free(m);
 	ag_snapshot_release(m->snap);
 	free(m);
 	c->msg = NULL;
@@ -251,8 +197,8 @@ facts_fill(const struct ag_conn *c, const struct ag_mailaddr *rcpt,
  * dry-run rule, or under DryRun, is remembered for the log and the phase
  * continues.  Returns true when V is final.
  */
-static bool
-decide(struct ag_conn *c, bool rule_dry, struct ag_verdict *v)
+bool
+sess_decide(struct ag_conn *c, bool rule_dry, struct ag_verdict *v)
 {
 	struct msg *m = c->msg;
 
@@ -272,8 +218,8 @@ decide(struct ag_conn *c, bool rule_dry, struct ag_verdict *v)
 }
 
 /* Answer with the configured action for a failure class. */
-static void
-failure_action(enum ag_action act, struct ag_verdict *v, const char *reason,
+void
+sess_failure_action(enum ag_action act, struct ag_verdict *v, const char *reason,
     const char *text)
 {
 	if (act == AG_ACT_ACCEPT) {
@@ -341,11 +287,11 @@ over_limit(struct ag_conn *c, const struct ag_setting *s, uint64_t amount,
 {
 	if (s->value != AG_LIMIT_UNSET && amount > (uint64_t)s->value) {
 		mk(v, s->value, s->rule_id);
-		return decide(c, false, v);
+		return sess_decide(c, false, v);
 	}
 	if (s->trial != AG_LIMIT_UNSET && amount > (uint64_t)s->trial) {
 		mk(v, s->trial, s->trial_rule_id);
-		decide(c, true, v);
+		sess_decide(c, true, v);
 	}
 	return false;
 }
@@ -366,181 +312,9 @@ setting_min(struct ag_setting *acc, const struct ag_setting *s)
 	}
 }
 
-/* ---- SPF ------------------------------------------------------------- */
-
-/* The enhanced status code of an SPF refusal (RFC 7372). */
-static const char *
-spf_xcode(enum ag_spf_result r, bool temp)
-{
-	switch (r) {
-	case AG_SPF_PERMERROR:
-	case AG_SPF_TEMPERROR:
-		return temp ? "4.7.24" : "5.7.24";
-	case AG_SPF_FAIL:
-	case AG_SPF_SOFTFAIL:
-		return temp ? "4.7.23" : "5.7.23";
-	default:
-		return temp ? "4.7.1" : "5.7.1";
-	}
-}
-
-/* The verdict DISP gives SPF answer A, from RULE. */
-static void
-spf_verdict(struct msg *m, enum ag_disp disp, int64_t rule,
-    struct ag_verdict *v)
-{
-	const struct ag_spf_answer *a = &m->spf;
-	const char *what = ag_spf_result_name(a->result);
-	bool temp = disp == AG_DISP_TEMPFAIL;
-
-	ag_verdict_continue(v);
-	if (disp == AG_DISP_ACCEPT || disp == AG_DISP_TAG) {
-		return;
-	}
-	if (a->result == AG_SPF_TEMPERROR) {
-		ag_verdict_set(v, temp ? AG_ACT_TEMPFAIL : AG_ACT_REJECT,
-		    temp ? "451" : "550", spf_xcode(a->result, temp), "spf",
-		    "SPF check of %s could not be completed (%s), please try "
-		    "again later", a->domain, a->reason[0] != '\0' ? a->reason :
-		    "DNS trouble");
-	} else if (a->result == AG_SPF_PERMERROR) {
-		ag_verdict_set(v, temp ? AG_ACT_TEMPFAIL : AG_ACT_REJECT,
-		    temp ? "451" : "550", spf_xcode(a->result, temp), "spf",
-		    "SPF record of %s is broken (%s)", a->domain,
-		    a->reason[0] != '\0' ? a->reason : "permerror");
-	} else {
-		ag_verdict_set(v, temp ? AG_ACT_TEMPFAIL : AG_ACT_REJECT,
-		    temp ? "451" : "550", spf_xcode(a->result, temp), "spf",
-		    "SPF %s: %s does not designate this host as a sender%s%s",
-		    what, a->domain, a->explanation[0] != '\0' ? ": " : "",
-		    a->explanation);
-	}
-	v->rule_id = rule;
-}
-
-/* Decide what the SPF result gets under EV (transaction or recipient). */
-static bool
-spf_decide(struct ag_conn *c, const struct ag_eval *ev, struct ag_verdict *v)
-{
-	struct msg *m = c->msg;
-	enum ag_spf_result r = m->spf.result;
-	const struct ag_setting *s = &ev->spf_disp[r];
-	enum ag_disp disp;
-	int64_t rule = 0;
-
-	if (s->value != AG_LIMIT_UNSET) {
-		disp = (enum ag_disp)s->value;
-		rule = s->rule_id;
-	} else {
-		disp = (enum ag_disp)m->snap->cfg->spf_disp[r];
-	}
-	if (disp == AG_DISP_TAG && m->tag[0] == '\0') {
-		snprintf(m->tag, sizeof(m->tag), "spf=%s", ag_spf_result_name(r));
-	}
-	spf_verdict(m, disp, rule, v);
-	if (decide(c, false, v)) {
-		return true;
-	}
-	if (s->trial != AG_LIMIT_UNSET && s->trial != (int64_t)disp) {
-		struct ag_verdict t;
-
-		spf_verdict(m, (enum ag_disp)s->trial, s->trial_rule_id, &t);
-		decide(c, true, &t);
-	}
-	return false;
-}
-
-/* Why SPF is not checked for this message, or NULL. */
-static const char *
-spf_skip_reason(const struct ag_conn *c, const struct ag_eval *ev)
-{
-	const struct msg *m = c->msg;
-
-	if (!m->snap->cfg->spf_check) {
-		return "off";
-	}
-	if (c->auth[0] != '\0') {
-		return "authenticated";
-	}
-	if (m->trusted) {
-		return "trusted";
-	}
-	if (ev->spf_check.value == 0) {
-		return "rule";
-	}
-	if (!c->have_ip) {
-		return "no-client-address";
-	}
-	return NULL;
-}
-
-/* Evaluate the MAIL FROM (and HELO) identities under one deadline. */
-static ag_status
-spf_run(struct ag_conn *c)
-{
-	struct msg *m = c->msg;
-	const struct ag_config *cfg = m->snap->cfg;
-	uint64_t deadline = ag_dns_now_ms() + cfg->spf_timeout;
-	char helo_id[AG_ADDR_MAX + 1] = "";
-	ag_status st;
-
-	if (c->helo[0] != '\0') {
-		snprintf(helo_id, sizeof(helo_id), "postmaster@%s", c->helo);
-	}
-	if (m->sender.is_null || m->sender.domain[0] == '\0') {
-		/* RFC 7208 2.4: the null sender is checked as postmaster@HELO */
-		snprintf(m->spf_identity, sizeof(m->spf_identity), "%s", helo_id);
-	} else {
-		ag_mailaddr_format(&m->sender, m->spf_identity,
-		    sizeof(m->spf_identity));
-	}
-	if (m->snap->spf == NULL) {
-		m->spf.result = AG_SPF_TEMPERROR;
-		snprintf(m->spf.reason, sizeof(m->spf.reason), "no resolver");
-		snprintf(m->spf.domain, sizeof(m->spf.domain), "%s",
-		    m->sender.domain);
-		m->spf_done = true;
-		return AG_OK;
-	}
-	st = ag_spf_check(m->snap->spf, AG_SPF_MAILFROM, &c->ip, c->helo,
-	    m->spf_identity, deadline, &m->spf);
-	if (st != AG_OK) {
-		return st;
-	}
-	m->spf_done = true;
-	if (cfg->spf_check_helo && helo_id[0] != '\0' &&
-	    strcmp(helo_id, m->spf_identity) != 0) {
-		st = ag_spf_check(m->snap->spf, AG_SPF_HELO, &c->ip, c->helo,
-		    helo_id, deadline, &m->spf_helo);
-		m->spf_helo_done = st == AG_OK;
-	}
-	return AG_OK;
-}
-
-/* SPF at MAIL FROM: check, and decide unless a recipient may change it. */
-static void
-spf_mail(struct ag_conn *c, const struct ag_eval *ev, struct ag_verdict *v)
-{
-	struct msg *m = c->msg;
-
-	m->spf_skip = spf_skip_reason(c, ev);
-	if (m->spf_skip != NULL) {
-		return;
-	}
-	if (spf_run(c) != AG_OK) {
-		failure_action(m->snap->cfg->on_internal_error, v, "internal",
-		    "Temporary internal error, please try again later");
-		return;
-	}
-	m->spf_per_rcpt = ag_policy_spf_per_rcpt(m->snap->policy);
-	if (!m->spf_per_rcpt) {
-		spf_decide(c, ev, v);
-	}
-}
-
 /* Append a header edit to the message; false when out of memory. */
-static bool
-edit_add(struct msg *m, enum ag_edit_op op, int index, const char *name,
+bool
+sess_edit_add(struct msg *m, enum ag_edit_op op, int index, const char *name,
     char *value)
 {
 	struct ag_edit *ed;
@@ -562,95 +336,6 @@ edit_add(struct msg *m, enum ag_edit_op op, int index, const char *name,
 	return true;
 }
 
-/* The Received-SPF header of the MAIL FROM result. */
-static char *
-received_spf(const struct ag_conn *c)
-{
-	const struct msg *m = c->msg;
-	struct ag_received_spf r = {
-		.result = ag_spf_result_name(m->spf.result),
-		.comment = m->spf.reason[0] != '\0' ? m->spf.reason : NULL,
-		.client_ip = c->ipstr,
-		.envelope_from = m->spf_identity,
-		.helo = c->helo_raw,
-		.receiver = m->snap->cfg->authserv_id,
-		.identity = "mailfrom",
-		.mechanism = m->spf.mechanism[0] != '\0' ? m->spf.mechanism : NULL,
-		.problem = (m->spf.result == AG_SPF_PERMERROR ||
-		    m->spf.result == AG_SPF_TEMPERROR) && m->spf.reason[0] != '\0' ?
-		    m->spf.reason : NULL,
-	};
-
-	return ag_received_spf_render(&r);
-}
-
-/* The Authentication-Results header: auth and spf results. */
-static char *
-auth_results(const struct ag_conn *c)
-{
-	const struct msg *m = c->msg;
-	struct ag_authres *ar = ag_authres_new(m->snap->cfg->authserv_id);
-	char *out = NULL;
-	bool ok = ar != NULL;
-
-	if (ok && c->auth[0] != '\0') {
-		struct ag_authres_prop p = { "smtp", "auth", c->auth };
-
-		ok = ag_authres_add(ar, "auth", "pass", NULL, &p, 1) == AG_OK;
-	}
-	if (ok && m->spf_done) {
-		struct ag_authres_prop p = { "smtp", "mailfrom", m->spf_identity };
-		bool err = m->spf.result == AG_SPF_PERMERROR ||
-		    m->spf.result == AG_SPF_TEMPERROR;
-
-		ok = ag_authres_add(ar, "spf", ag_spf_result_name(m->spf.result),
-		    err && m->spf.reason[0] != '\0' ? m->spf.reason : NULL,
-		    &p, 1) == AG_OK;
-	}
-	if (ok && m->spf_helo_done) {
-		struct ag_authres_prop p = { "smtp", "helo", c->helo };
-
-		ok = ag_authres_add(ar, "spf",
-		    ag_spf_result_name(m->spf_helo.result), NULL, &p, 1) == AG_OK;
-	}
-	if (ok) {
-		out = ag_authres_render(ar);
-	}
-	ag_authres_free(ar);
-	return out;
-}
-
-/*
- * The headers of an accepted message: inserted at the top, so that the
- * last one inserted (Authentication-Results) ends up first.
- */
-static bool
-headers_add(struct ag_conn *c)
-{
-	struct msg *m = c->msg;
-	char *v;
-
-	if (m->tag[0] != '\0') {
-		if ((v = strdup(m->tag)) == NULL ||
-		    !edit_add(m, AG_EDIT_INSERT, 0, "X-Authgate-Tag", v)) {
-			return false;
-		}
-	}
-	if (m->spf_done) {
-		if ((v = received_spf(c)) == NULL ||
-		    !edit_add(m, AG_EDIT_INSERT, 0, "Received-SPF", v)) {
-			return false;
-		}
-	}
-	if (m->spf_done || c->auth[0] != '\0') {
-		if ((v = auth_results(c)) == NULL ||
-		    !edit_add(m, AG_EDIT_INSERT, 0, "Authentication-Results", v)) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /* Start a message: pin a snapshot and check what MAIL FROM declares. */
 static void
 mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
@@ -661,6 +346,9 @@ mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
 
 	if (argv == NULL || argv[0] == NULL ||
 	    ag_mailaddr_parse(argv[0], &m->sender) != AG_OK) {
+		m->sender_bad = true;
+		copy_bounded(m->sender_raw, sizeof(m->sender_raw),
+		    argv != NULL ? argv[0] : NULL);
 		ag_verdict_set(v, AG_ACT_REJECT, "501", "5.1.7", "syntax",
 		    "Bad sender address syntax");
 		return;
@@ -669,12 +357,12 @@ mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
 		return;
 	}
 	if (m->snap->policy == NULL) {
-		failure_action(m->snap->cfg->on_database_error, v, "database",
+		sess_failure_action(m->snap->cfg->on_database_error, v, "database",
 		    "Policy database unavailable, please try again later");
-		if (v->action == AG_ACT_CONTINUE) {
-			m->nopolicy = true;
+		if (v->action != AG_ACT_CONTINUE) {
+			return;
 		}
-		return;
+		m->nopolicy = true;	/* no rules: the config's defaults apply */
 	}
 	facts_fill(c, NULL, &f);
 	ag_policy_eval(m->snap->policy, &f, &ev);
@@ -683,7 +371,7 @@ mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
 	    over_limit(c, &ev.max_size, m->declared_size, size_verdict, v)) {
 		return;
 	}
-	spf_mail(c, &ev, v);
+	sess_auth_mail(c, &ev, v);
 }
 
 void
@@ -704,6 +392,7 @@ ag_conn_mail(struct ag_conn *c, char **argv, struct ag_verdict *v)
 		return;
 	}
 	m->snap = ag_engine_acquire(c->eng);
+	m->dkim_skip = "not-reached";	/* until sess_auth_mail decides */
 	m->size_limit.value = AG_LIMIT_UNSET;
 	m->size_limit.trial = AG_LIMIT_UNSET;
 	m->trusted = c->have_ip &&
@@ -714,6 +403,15 @@ ag_conn_mail(struct ag_conn *c, char **argv, struct ag_verdict *v)
 	if (ag_verdict_is_final(v)) {
 		msg_end(c, v, NULL);
 	}
+}
+
+/* Out of memory in a phase: the On-InternalError answer. */
+static void
+out_of_memory(struct ag_conn *c, struct ag_verdict *v)
+{
+	ag_log_err("out of memory handling a message");
+	sess_failure_action(c->msg->snap->cfg->on_internal_error, v, "internal",
+	    "Temporary internal error, please try again later");
 }
 
 /* Refuse RCPT before MAIL and similar misuse: a temporary answer. */
@@ -744,7 +442,7 @@ rcpt_check(struct ag_conn *c, const struct ag_mailaddr *rcpt,
 	    over_limit(c, &ev.max_size, m->declared_size, size_verdict, v)) {
 		return;
 	}
-	if (m->spf_per_rcpt && m->spf_done && spf_decide(c, &ev, v)) {
+	if (sess_auth_rcpt(c, &ev, v)) {
 		return;
 	}
 	/* the message must fit the smallest limit of its recipients */
@@ -798,6 +496,9 @@ ag_conn_header(struct ag_conn *c, const char *name, const char *value,
 	n = sat_add(strlen(name != NULL ? name : ""),
 	    strlen(value != NULL ? value : ""));
 	m->size = sat_add(m->size, sat_add(n, 4));	/* ": " and CRLF */
+	if (!sess_auth_header(c, name, value)) {
+		out_of_memory(c, v);
+	}
 }
 
 void
@@ -810,6 +511,9 @@ ag_conn_eoh(struct ag_conn *c, struct ag_verdict *v)
 	}
 	c->msg->size = sat_add(c->msg->size, 2);
 	size_so_far(c, v);
+	if (!ag_verdict_is_final(v) && !sess_auth_eoh(c)) {
+		out_of_memory(c, v);
+	}
 	if (ag_verdict_is_final(v)) {
 		msg_end(c, v, NULL);
 	}
@@ -819,7 +523,6 @@ void
 ag_conn_body(struct ag_conn *c, const unsigned char *buf, size_t len,
     struct ag_verdict *v)
 {
-	(void)buf;
 	ag_verdict_continue(v);
 	if (c->msg == NULL) {
 		protocol_error(v, "body before MAIL");
@@ -827,6 +530,9 @@ ag_conn_body(struct ag_conn *c, const unsigned char *buf, size_t len,
 	}
 	c->msg->size = sat_add(c->msg->size, len);
 	size_so_far(c, v);
+	if (!ag_verdict_is_final(v) && !sess_auth_body(c, buf, len)) {
+		out_of_memory(c, v);
+	}
 	if (ag_verdict_is_final(v)) {
 		msg_end(c, v, NULL);
 	}
@@ -846,10 +552,8 @@ ag_conn_eom(struct ag_conn *c, struct ag_verdict *v,
 		return;
 	}
 	size_so_far(c, v);
-	if (!ag_verdict_is_final(v) && !headers_add(c)) {
-		ag_log_err("out of memory composing headers");
-		failure_action(m->snap->cfg->on_internal_error, v, "internal",
-		    "Temporary internal error, please try again later");
+	if (!ag_verdict_is_final(v) && !sess_auth_eom(c)) {
+		out_of_memory(c, v);
 	}
 	if (ag_verdict_is_final(v)) {
 		msg_end(c, v, NULL);

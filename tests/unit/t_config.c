@@ -484,6 +484,11 @@ static const struct bad_case {
 	{ "spf action unknown", "On-SPFFail bounce\n",
 	  "t.conf:1: On-SPFFail: \"bounce\" is not accept, tag, tempfail or "
 	  "reject" },
+	{ "strip id with semicolon", "AuthservIDStrip a.example;x\n",
+	  "t.conf:1: AuthservIDStrip: \"a.example;x\" is not an authserv-id "
+	  "token" },
+	{ "max signatures zero", "DKIMMaxSignatures 0\n",
+	  "t.conf:1: DKIMMaxSignatures: \"0\" is out of range (1 to 50)" },
 	{ "error after CRLF lines", "UMask 022\r\n\r\nDryRun perhaps\r\n",
 	  "t.conf:3: DryRun: \"perhaps\" is not yes or no" },
 	{ "last line without newline", "UMask 022\nDryRun perhaps",
@@ -662,7 +667,11 @@ test_full_and_round_trip(void **state)
 	    "On-SPFNeutral tag\r\n"
 	    "On-SPFNone reject\r\n"
 	    "On-SPFTemperror accept\r\n"
-	    "On-SPFPermerror reject\r\n";
+	    "On-SPFPermerror reject\r\n"
+	    "DKIMVerify no\r\n"
+	    "DKIMMaxSignatures 8\r\n"
+	    "DKIMTimeout 4000\r\n"
+	    "AuthservIDStrip mx1.example.org, mx2.example.org\r\n";
 	struct ag_config *c = NULL, *c2 = NULL;
 	char err[ERRSZ];
 	char *d1, *d2;
@@ -686,6 +695,8 @@ test_full_and_round_trip(void **state)
 	assert_int_equal(c->spf_disp[AG_SPF_SOFTFAIL], AG_DISP_REJECT);
 	assert_int_equal(c->spf_disp[AG_SPF_PASS], AG_DISP_TAG);
 	assert_false(c->spf_check);
+	assert_string_equal(c->authserv_strip, "mx1.example.org mx2.example.org");
+	assert_int_equal(c->dkim_max_sigs, 8);
 	free(d1);
 	free(d2);
 	ag_config_unref(c);
@@ -906,7 +917,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 26);
+	assert_int_equal(i, 30);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 

@@ -1,0 +1,524 @@
+/*
+ * session_auth.c - the sender-authentication part of a session: SPF at
+ * MAIL FROM (decided there, or per recipient), DKIM verification as the
+ * message streams, the removal of Authentication-Results headers that
+ * claim our authserv-id, and the headers we add at the top of accepted
+ * mail.  State lives in the message (lib/session_int.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "authres.h"
+#include "dkim.h"
+#include "log.h"
+#include "session_int.h"
+#include "spf.h"
+
+/* Authentication-Results headers we remember as forged, at most. */
+#define AG_FORGED_MAX 10000
+
+/* The dkim results of M, one per signature, or dkim=none. */
+static bool
+dkim_results(struct ag_authres *ar, const struct ag_dkim_msg *dm)
+{
+	size_t n = ag_dkim_count(dm);
+
+	if (n == 0) {
+		return ag_authres_add(ar, "dkim", "none", NULL, NULL, 0) == AG_OK;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct ag_dkim_result *r = ag_dkim_get(dm, i);
+		struct ag_authres_prop p[5] = {
+			{ "header", "d", r->domain },
+			{ "header", "i", r->identity },
+			{ "header", "s", r->selector },
+			{ "header", "a", r->algorithm },
+			{ "header", "b", r->b },
+		};
+		size_t np = 0;
+
+		/* properties we know, in order, skipping empty ones */
+		for (size_t j = 0; j < 5; j++) {
+			if (p[j].value[0] != '\0') {
+				p[np++] = p[j];
+			}
+		}
+		if (ag_authres_add(ar, "dkim", ag_dkim_res_name(r->result),
+		    r->result != AG_DKIM_PASS && r->reason[0] != '\0' ?
+		    r->reason : NULL, p, np) != AG_OK) {
+			/* too many results for one header: the rest are left out */
+			ag_log_notice("dkim result %zu of %zu left out of "
+			    "Authentication-Results", i + 1, n);
+			break;
+		}
+	}
+	return true;
+}
+
+/* The enhanced status code of an SPF refusal (RFC 7372). */
+static const char *
+spf_xcode(enum ag_spf_result r, bool temp)
+{
+	switch (r) {
+	case AG_SPF_PERMERROR:
+	case AG_SPF_TEMPERROR:
+		return temp ? "4.7.24" : "5.7.24";
+	case AG_SPF_FAIL:
+	case AG_SPF_SOFTFAIL:
+		return temp ? "4.7.23" : "5.7.23";
+	default:
+		return temp ? "4.7.1" : "5.7.1";
+	}
+}
+
+/* The verdict DISP gives SPF answer A, from RULE. */
+static void
+spf_verdict(struct msg *m, enum ag_disp disp, int64_t rule,
+    struct ag_verdict *v)
+{
+	const struct ag_spf_answer *a = &m->spf;
+	const char *what = ag_spf_result_name(a->result);
+	bool temp = disp == AG_DISP_TEMPFAIL;
+
+	ag_verdict_continue(v);
+	if (disp == AG_DISP_ACCEPT || disp == AG_DISP_TAG) {
+		return;
+	}
+	if (a->result == AG_SPF_TEMPERROR) {
+		ag_verdict_set(v, temp ? AG_ACT_TEMPFAIL : AG_ACT_REJECT,
+		    temp ? "451" : "550", spf_xcode(a->result, temp), "spf",
+		    "SPF check of %s could not be completed (%s), please try "
+		    "again later", a->domain, a->reason[0] != '\0' ? a->reason :
+		    "DNS trouble");
+	} else if (a->result == AG_SPF_PERMERROR) {
+		ag_verdict_set(v, temp ? AG_ACT_TEMPFAIL : AG_ACT_REJECT,
+		    temp ? "451" : "550", spf_xcode(a->result, temp), "spf",
+		    "SPF record of %s is broken (%s)", a->domain,
+		    a->reason[0] != '\0' ? a->reason : "permerror");
+	} else {
+		ag_verdict_set(v, temp ? AG_ACT_TEMPFAIL : AG_ACT_REJECT,
+		    temp ? "451" : "550", spf_xcode(a->result, temp), "spf",
+		    "SPF %s: %s does not designate this host as a sender%s%s",
+		    what, a->domain, a->explanation[0] != '\0' ? ": " : "",
+		    a->explanation);
+	}
+	v->rule_id = rule;
+}
+
+/* Decide what the SPF result gets under EV (transaction or recipient). */
+static bool
+spf_decide(struct ag_conn *c, const struct ag_eval *ev, struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+	enum ag_spf_result r = m->spf.result;
+	const struct ag_setting *s = &ev->spf_disp[r];
+	enum ag_disp disp;
+	int64_t rule = 0;
+
+	if (s->value != AG_LIMIT_UNSET) {
+		disp = (enum ag_disp)s->value;
+		rule = s->rule_id;
+	} else {
+		disp = (enum ag_disp)m->snap->cfg->spf_disp[r];
+	}
+	if (disp == AG_DISP_TAG && m->tag[0] == '\0') {
+		snprintf(m->tag, sizeof(m->tag), "spf=%s", ag_spf_result_name(r));
+	}
+	spf_verdict(m, disp, rule, v);
+	if (sess_decide(c, false, v)) {
+		return true;
+	}
+	if (s->trial != AG_LIMIT_UNSET && s->trial != (int64_t)disp) {
+		struct ag_verdict t;
+
+		spf_verdict(m, (enum ag_disp)s->trial, s->trial_rule_id, &t);
+		sess_decide(c, true, &t);
+	}
+	return false;
+}
+
+/* Why SPF is not checked for this message, or NULL. */
+static const char *
+spf_skip_reason(const struct ag_conn *c, const struct ag_eval *ev)
+{
+	const struct msg *m = c->msg;
+
+	if (!m->snap->cfg->spf_check) {
+		return "off";
+	}
+	if (c->auth[0] != '\0') {
+		return "authenticated";
+	}
+	if (m->trusted) {
+		return "trusted";
+	}
+	if (ev->spf_check.value == 0) {
+		return "rule";
+	}
+	if (!c->have_ip) {
+		return "no-client-address";
+	}
+	return NULL;
+}
+
+/* Evaluate the MAIL FROM (and HELO) identities under one deadline. */
+static ag_status
+spf_run(struct ag_conn *c)
+{
+	struct msg *m = c->msg;
+	const struct ag_config *cfg = m->snap->cfg;
+	uint64_t deadline = ag_dns_now_ms() + cfg->spf_timeout;
+	char helo_id[AG_ADDR_MAX + 1] = "";
+	ag_status st;
+
+	if (c->helo[0] != '\0') {
+		snprintf(helo_id, sizeof(helo_id), "postmaster@%s", c->helo);
+	}
+	if (m->sender.is_null || m->sender.domain[0] == '\0') {
+		/* RFC 7208 2.4: the null sender is checked as postmaster@HELO */
+		snprintf(m->spf_identity, sizeof(m->spf_identity), "%s", helo_id);
+	} else {
+		ag_mailaddr_format(&m->sender, m->spf_identity,
+		    sizeof(m->spf_identity));
+	}
+	if (m->snap->spf == NULL) {
+		m->spf.result = AG_SPF_TEMPERROR;
+		snprintf(m->spf.reason, sizeof(m->spf.reason), "no resolver");
+		snprintf(m->spf.domain, sizeof(m->spf.domain), "%s",
+		    m->sender.domain);
+		m->spf_done = true;
+		return AG_OK;
+	}
+	/* %{h} needs a name: a HELO that is no domain name is "unknown",
+	 * never the client's raw text */
+	st = ag_spf_check(m->snap->spf, AG_SPF_MAILFROM, &c->ip,
+	    c->helo[0] != '\0' ? c->helo : "unknown", m->spf_identity,
+	    deadline, &m->spf);
+	if (st != AG_OK) {
+		return st;
+	}
+	m->spf_done = true;
+	if (cfg->spf_check_helo && helo_id[0] != '\0' &&
+	    strcmp(helo_id, m->spf_identity) != 0) {
+		st = ag_spf_check(m->snap->spf, AG_SPF_HELO, &c->ip, c->helo,
+		    helo_id, deadline, &m->spf_helo);
+		m->spf_helo_done = st == AG_OK;
+	}
+	return AG_OK;
+}
+
+/* SPF at MAIL FROM: check, and decide unless a recipient may change it. */
+static void
+spf_mail(struct ag_conn *c, const struct ag_eval *ev, struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+
+	m->spf_skip = spf_skip_reason(c, ev);
+	if (m->spf_skip != NULL) {
+		return;
+	}
+	if (spf_run(c) != AG_OK) {
+		sess_failure_action(m->snap->cfg->on_internal_error, v, "internal",
+		    "Temporary internal error, please try again later");
+		return;
+	}
+	m->spf_per_rcpt = ag_policy_spf_per_rcpt(m->snap->policy);
+	if (!m->spf_per_rcpt) {
+		spf_decide(c, ev, v);
+	}
+}
+
+/* The Received-SPF header of the MAIL FROM result. */
+static char *
+received_spf(const struct ag_conn *c)
+{
+	const struct msg *m = c->msg;
+	struct ag_received_spf r = {
+		.result = ag_spf_result_name(m->spf.result),
+		.comment = m->spf.reason[0] != '\0' ? m->spf.reason : NULL,
+		.client_ip = c->ipstr,
+		.envelope_from = m->spf_identity,
+		.helo = c->helo_raw,
+		.receiver = m->snap->cfg->authserv_id,
+		.identity = "mailfrom",
+		.mechanism = m->spf.mechanism[0] != '\0' ? m->spf.mechanism : NULL,
+		.problem = (m->spf.result == AG_SPF_PERMERROR ||
+		    m->spf.result == AG_SPF_TEMPERROR) && m->spf.reason[0] != '\0' ?
+		    m->spf.reason : NULL,
+	};
+
+	return ag_received_spf_render(&r);
+}
+
+/* The Authentication-Results header: auth, spf and dkim results. */
+static char *
+auth_results(const struct ag_conn *c)
+{
+	const struct msg *m = c->msg;
+	struct ag_authres *ar = ag_authres_new(m->snap->cfg->authserv_id);
+	char *out = NULL;
+	bool ok = ar != NULL;
+
+	if (ok && c->auth[0] != '\0') {
+		struct ag_authres_prop p = { "smtp", "auth", c->auth };
+
+		ok = ag_authres_add(ar, "auth", "pass", NULL, &p, 1) == AG_OK;
+	}
+	if (ok && m->spf_done) {
+		struct ag_authres_prop p = { "smtp", "mailfrom", m->spf_identity };
+		bool err = m->spf.result == AG_SPF_PERMERROR ||
+		    m->spf.result == AG_SPF_TEMPERROR;
+
+		ok = ag_authres_add(ar, "spf", ag_spf_result_name(m->spf.result),
+		    err && m->spf.reason[0] != '\0' ? m->spf.reason : NULL,
+		    &p, 1) == AG_OK;
+	}
+	if (ok && m->spf_helo_done) {
+		struct ag_authres_prop p = { "smtp", "helo", c->helo };
+
+		ok = ag_authres_add(ar, "spf",
+		    ag_spf_result_name(m->spf_helo.result), NULL, &p, 1) == AG_OK;
+	}
+	if (ok && m->dkim != NULL) {
+		ok = dkim_results(ar, m->dkim);
+	}
+	if (ok) {
+		out = ag_authres_render(ar);
+	}
+	ag_authres_free(ar);
+	return out;
+}
+
+/* Is ID (from an incoming header) ours, or one we are told to strip? */
+static bool
+id_is_ours(const struct ag_config *cfg, const char *id)
+{
+	const char *p = cfg->authserv_strip;
+
+	if (strcasecmp(id, cfg->authserv_id) == 0) {
+		return true;
+	}
+	while (p != NULL && *p != '\0') {
+		size_t len = strcspn(p, " ");
+
+		if (len == strlen(id) && strncasecmp(p, id, len) == 0) {
+			return true;
+		}
+		p += len;
+		p += *p == ' ';
+	}
+	return false;
+}
+
+/* Remember header number N of Authentication-Results as forged. */
+static bool
+forged_add(struct msg *m, unsigned n)
+{
+	if (m->nforged == m->forged_cap) {
+		size_t cap = m->forged_cap == 0 ? 4 : m->forged_cap * 2;
+		unsigned *p;
+
+		if (cap > AG_FORGED_MAX) {
+			return true;	/* bounded: the MTA's header limits come first */
+		}
+		p = realloc(m->ar_forged, cap * sizeof(*p));
+		if (p == NULL) {
+			return false;
+		}
+		m->ar_forged = p;
+		m->forged_cap = cap;
+	}
+	m->ar_forged[m->nforged++] = n;
+	return true;
+}
+
+void
+sess_auth_mail(struct ag_conn *c, const struct ag_eval *ev,
+    struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+
+	spf_mail(c, ev, v);
+	m->dkim_skip = NULL;
+	if (!m->snap->cfg->dkim_verify) {
+		m->dkim_skip = "off";
+	} else if (c->auth[0] != '\0') {
+		m->dkim_skip = "authenticated";
+	} else if (m->trusted) {
+		m->dkim_skip = "trusted";
+	} else if (m->snap->dkim == NULL) {
+		m->dkim_skip = "no-resolver";
+	}
+}
+
+bool
+sess_auth_rcpt(struct ag_conn *c, const struct ag_eval *ev,
+    struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+
+	return m->spf_per_rcpt && m->spf_done && spf_decide(c, ev, v);
+}
+
+bool
+sess_auth_header(struct ag_conn *c, const char *name, const char *value)
+{
+	struct msg *m = c->msg;
+	char id[256];
+
+	if (name != NULL && strcasecmp(name, "Authentication-Results") == 0) {
+		/* ours, or one no parser can attribute: removed (RFC 8601 5) */
+		m->ar_seen++;
+		if ((value == NULL ||
+		    ag_authres_parse_id(value, id, sizeof(id)) != AG_OK ||
+		    id_is_ours(m->snap->cfg, id)) && !forged_add(m, m->ar_seen)) {
+			return false;
+		}
+	}
+	if (m->dkim_skip != NULL) {
+		return true;
+	}
+	if (m->dkim == NULL) {
+		const struct ag_config *cfg = m->snap->cfg;
+
+		m->dkim = ag_dkim_msg_new(m->snap->dkim, c->qid[0] != '\0' ?
+		    c->qid : "NOQUEUE", cfg->dkim_max_sigs,
+		    ag_dns_now_ms() + cfg->dkim_timeout);
+		if (m->dkim == NULL) {
+			return false;
+		}
+	}
+	return ag_dkim_header(m->dkim, name != NULL ? name : "",
+	    value != NULL ? value : "") == AG_OK;
+}
+
+bool
+sess_auth_eoh(struct ag_conn *c)
+{
+	struct msg *m = c->msg;
+
+	return m->dkim == NULL || ag_dkim_eoh(m->dkim) == AG_OK;
+}
+
+bool
+sess_auth_body(struct ag_conn *c, const unsigned char *buf, size_t len)
+{
+	struct msg *m = c->msg;
+
+	return m->dkim == NULL || ag_dkim_body(m->dkim, buf, len) == AG_OK;
+}
+
+/*
+ * Remove the forged headers, last first: deleting the first would shift
+ * the numbers of the others and let copies survive (CVE-2022-48521).
+ */
+static bool
+forged_remove(struct msg *m)
+{
+	for (size_t i = m->nforged; i > 0; i--) {
+		if (!sess_edit_add(m, AG_EDIT_DELETE, (int)m->ar_forged[i - 1],
+		    "Authentication-Results", NULL)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+bool
+sess_auth_eom(struct ag_conn *c)
+{
+	struct msg *m = c->msg;
+	char *v;
+
+	if (m->dkim != NULL && ag_dkim_eom(m->dkim) != AG_OK) {
+		return false;
+	}
+	if (!forged_remove(m)) {
+		return false;
+	}
+	/* inserted at the top: the last one inserted ends up first */
+	if (m->tag[0] != '\0') {
+		if ((v = strdup(m->tag)) == NULL ||
+		    !sess_edit_add(m, AG_EDIT_INSERT, 0, "X-Authgate-Tag", v)) {
+			return false;
+		}
+	}
+	if (m->spf_done) {
+		if ((v = received_spf(c)) == NULL ||
+		    !sess_edit_add(m, AG_EDIT_INSERT, 0, "Received-SPF", v)) {
+			return false;
+		}
+	}
+	if (m->spf_done || m->dkim != NULL || c->auth[0] != '\0') {
+		if ((v = auth_results(c)) == NULL ||
+		    !sess_edit_add(m, AG_EDIT_INSERT, 0, "Authentication-Results",
+		    v)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The SPF fields of the log line: " spf=RESULT[ spf_helo=RESULT]". */
+static void
+spf_logfields(const struct msg *m, char *buf, size_t bufsz)
+{
+	if (m->spf_skip != NULL) {
+		snprintf(buf, bufsz, " spf=skipped:%s", m->spf_skip);
+	} else if (m->spf_done) {
+		snprintf(buf, bufsz, " spf=%s%s%s",
+		    ag_spf_result_name(m->spf.result),
+		    m->spf_helo_done ? " spf_helo=" : "",
+		    m->spf_helo_done ? ag_spf_result_name(m->spf_helo.result) : "");
+	}
+}
+
+/* The DKIM fields of the log line: " dkim=pass:d=example.com,...". */
+static void
+dkim_logfields(const struct msg *m, char *buf, size_t bufsz)
+{
+	size_t used = 0, n;
+
+	buf[0] = '\0';
+	if (m->dkim_skip != NULL || m->dkim == NULL) {
+		return;
+	}
+	n = ag_dkim_count(m->dkim);
+	used = (size_t)snprintf(buf, bufsz, " dkim=%s", n == 0 ? "none" : "");
+	for (size_t i = 0; i < n && i < 5 && used < bufsz; i++) {
+		const struct ag_dkim_result *r = ag_dkim_get(m->dkim, i);
+		char d[80];
+
+		used += (size_t)snprintf(buf + used, bufsz - used, "%s%s:d=%s",
+		    i > 0 ? "," : "", ag_dkim_res_name(r->result),
+		    ag_log_escape(d, sizeof(d), r->domain));
+	}
+	if (n > 5 && used < bufsz) {
+		snprintf(buf + used, bufsz - used, ",+%zu", n - 5);
+	}
+}
+
+void
+sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz)
+{
+	char spf[96], dkim[256], forged[32] = "";
+
+	spf_logfields(m, spf, sizeof(spf));
+	dkim_logfields(m, dkim, sizeof(dkim));
+	if (m->nforged > 0) {
+		snprintf(forged, sizeof(forged), " forged_ar=%zu", m->nforged);
+	}
+	snprintf(buf, bufsz, "%s%s%s", spf, dkim, forged);
+}
+
+void
+sess_auth_free(struct msg *m)
+{
+	ag_dkim_msg_free(m->dkim);
+	m->dkim = NULL;
+	free(m->ar_forged);
+	m->ar_forged = NULL;
+	m->nforged = m->forged_cap = 0;
+}

@@ -1,0 +1,111 @@
+/*
+ * session_int.h - what lib/session.c and lib/session_auth.c share: the
+ * connection and message state, and a few helpers.  Private to lib/.
+ */
+#ifndef AG_SESSION_INT_H
+#define AG_SESSION_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "dkim.h"
+#include "policy.h"
+#include "session.h"
+#include "spf.h"
+
+/* Log values are cut here; longer input is still parsed in full. */
+#define LOGVAL_MAX 256
+
+struct msg {
+	const struct ag_snapshot *snap;	/* pinned at MAIL FROM */
+	struct ag_mailaddr sender;
+	bool sender_bad;		/* unparseable: log sender_raw instead */
+	char sender_raw[LOGVAL_MAX];
+	bool trusted;
+	bool have_declared;
+	uint64_t declared_size;		/* SIZE= */
+	uint64_t size;			/* counted so far (saturating) */
+	struct ag_setting size_limit;	/* smallest max-size that applies */
+	size_t nrcpt_ok;
+	size_t nrcpt_bad;
+	struct ag_verdict would;	/* first dry-run decision, for the log */
+	bool have_would;
+	bool nopolicy;			/* database down, On-DatabaseError accept */
+	struct ag_edit *edits;
+	size_t nedits;
+	/* SPF: the MAIL FROM identity decides, HELO is recorded */
+	bool spf_done;			/* spf holds a result */
+	const char *spf_skip;		/* why not checked (static), or NULL */
+	struct ag_spf_answer spf;
+	bool spf_helo_done;
+	struct ag_spf_answer spf_helo;
+	char spf_identity[AG_ADDR_MAX + 1];	/* the address checked */
+	bool spf_per_rcpt;		/* the decision waits for RCPT TO */
+	char tag[48];			/* X-Authgate-Tag value, or "" */
+	/* DKIM and forged Authentication-Results */
+	struct ag_dkim_msg *dkim;	/* NULL: not verified */
+	const char *dkim_skip;		/* why not verified (static), or NULL */
+	unsigned ar_seen;		/* Authentication-Results headers so far */
+	unsigned *ar_forged;		/* their numbers (1-based) claiming us */
+	size_t nforged;
+	size_t forged_cap;
+};
+
+struct ag_conn {
+	struct ag_engine *eng;
+	bool have_ip;
+	struct ag_ip ip;
+	char ipstr[AG_IP_STRLEN];
+	char client_name[LOGVAL_MAX];
+	char helo_raw[LOGVAL_MAX];
+	char helo[AG_ADDR_DOMAIN_MAX + 1];	/* normalized, "" if invalid */
+	char qid[64];
+	char auth[256];
+	struct msg *msg;
+	struct ag_edit *edits;		/* of the last accepted message */
+	size_t nedits;
+};
+
+/* Helpers of lib/session.c. */
+
+/* A decision of a dry-run rule or under DryRun is remembered for the log
+ * and the phase continues; true when V is final. */
+bool sess_decide(struct ag_conn *c, bool rule_dry, struct ag_verdict *v);
+
+/* Answer with the configured action for a failure class. */
+void sess_failure_action(enum ag_action act, struct ag_verdict *v,
+    const char *reason, const char *text);
+
+/* Append a header edit (VALUE is taken over); false on no memory. */
+bool sess_edit_add(struct msg *m, enum ag_edit_op op, int index,
+    const char *name, char *value);
+
+/* lib/session_auth.c: SPF, DKIM, forged headers, the headers we add. */
+
+/* At MAIL FROM: SPF (decided unless a recipient rule may change it), and
+ * whether DKIM will be verified. */
+void sess_auth_mail(struct ag_conn *c, const struct ag_eval *ev,
+    struct ag_verdict *v);
+
+/* At RCPT TO: the per-recipient SPF decision; true when V is final. */
+bool sess_auth_rcpt(struct ag_conn *c, const struct ag_eval *ev,
+    struct ag_verdict *v);
+
+/* The message as it streams; false on no memory. */
+bool sess_auth_header(struct ag_conn *c, const char *name, const char *value);
+bool sess_auth_eoh(struct ag_conn *c);
+bool sess_auth_body(struct ag_conn *c, const unsigned char *buf, size_t len);
+
+/* End of an accepted message: finish DKIM, add and remove headers;
+ * false on no memory. */
+bool sess_auth_eom(struct ag_conn *c);
+
+/* The log fields: " spf=... dkim=...". */
+void sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz);
+
+/* Free what the message holds for these checks. */
+void sess_auth_free(struct msg *m);
+
+#endif
