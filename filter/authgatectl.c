@@ -63,7 +63,8 @@ usage(FILE *fp)
 	    "[--max-size BYTES]\n"
 	    "           [--max-rcpts N] [--spf RESULT=ACTION]... "
 	    "[--spf check=on|off]\n"
-	    "           [--dry-run] [--disabled] [--comment TEXT]\n"
+	    "           [--dkim require] [--dry-run] [--disabled] "
+	    "[--comment TEXT]\n"
 	    "  rule list | rule show ID | rule del ID | rule enable ID | "
 	    "rule disable ID\n"
 	    "  check --client-ip IP [--helo NAME] [--mail-from ADDR] "
@@ -493,6 +494,17 @@ parse_spf(const char *arg, struct ag_rule *r)
 	return CTL_OK;
 }
 
+/* Parse "require" of --dkim into R. */
+static int
+parse_dkim(const char *arg, struct ag_rule *r)
+{
+	if (strcmp(arg, "require") != 0) {
+		return ctl_err(CTL_USAGE, "--dkim '%s': expected require", arg);
+	}
+	r->dkim_require = 1;
+	return CTL_OK;
+}
+
 /* Does R set any SPF setting? */
 static bool
 rule_has_spf(const struct ag_rule *r)
@@ -554,9 +566,9 @@ rule_add_values(const struct add_opts *o, struct ag_rule *r)
 	}
 	r->comment = (char *)(uintptr_t)o->comment;
 	if (r->max_size == AG_LIMIT_UNSET && r->max_rcpts == AG_LIMIT_UNSET &&
-	    !rule_has_spf(r)) {
+	    !rule_has_spf(r) && r->dkim_require == AG_LIMIT_UNSET) {
 		return ctl_err(CTL_USAGE, "rule sets nothing: give --max-size, "
-		    "--max-rcpts or --spf");
+		    "--max-rcpts, --spf or --dkim");
 	}
 	return CTL_OK;
 }
@@ -578,6 +590,8 @@ rule_add_parse(struct ctl *c, struct args *a, struct ag_rule *r)
 			    parse_match(v, &r->match[r->nmatch++]);
 		} else if ((got = opt_value(a, "--spf", &v)) != 0) {
 			rc = got < 0 ? CTL_USAGE : parse_spf(v, r);
+		} else if ((got = opt_value(a, "--dkim", &v)) != 0) {
+			rc = got < 0 ? CTL_USAGE : parse_dkim(v, r);
 		} else if (opt_flag(a, "--dry-run")) {
 			r->dry_run = true;
 		} else if (opt_flag(a, "--disabled")) {
@@ -698,6 +712,9 @@ format_settings(char *buf, size_t bufsz, const struct ag_rule *r)
 		append(buf, bufsz, &len, "%scheck=%s", sep,
 		    r->spf_check ? "on" : "off");
 	}
+	if (r->dkim_require == 1) {
+		append(buf, bufsz, &len, "%sdkim:require", len ? " " : "");
+	}
 	if (len == 0) {
 		append(buf, bufsz, &len, "-");
 	}
@@ -746,6 +763,8 @@ put_rule_json(FILE *fp, const struct ag_rule *r)
 	put_json_limit(fp, r->max_rcpts);
 	fputs(",\"spf\":", fp);
 	put_spf_json(fp, r);
+	fprintf(fp, ",\"dkim\":{%s}", r->dkim_require == 1 ?
+	    "\"require\":true" : "");
 	fputs(",\"comment\":", fp);
 	put_json(fp, r->comment);
 	fputc('}', fp);

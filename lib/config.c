@@ -107,6 +107,8 @@ static const struct kw kw_table[] = {
 	    "signatures evaluated per message; the rest are reported" },
 	{ "DKIMTimeout", KW_UINT, "10000", OFF(dkim_timeout), 100, 120000, 0,
 	    "milliseconds all key lookups of one message may take" },
+	{ "On-DKIMTemperror", KW_ACTION, "tempfail", OFF(on_dkim_temperror),
+	    0, 0, 0, "when a required signature's key cannot be fetched" },
 	{ "AuthservIDStrip", KW_IDLIST, NULL, OFF(authserv_strip), 0, 0, 0,
 	    "more authserv-ids whose Authentication-Results are removed" },
 };

@@ -54,6 +54,7 @@ struct ag_config {
 	bool dkim_verify;	/* DKIMVerify: default yes */
 	unsigned dkim_max_sigs;	/* DKIMMaxSignatures: default 5 */
 	unsigned dkim_timeout;	/* DKIMTimeout: ms for a message's key lookups */
+	enum ag_action on_dkim_temperror; /* On-DKIMTemperror: tempfail|accept */
 	char *authserv_strip;	/* AuthservIDStrip: "id id ..." or NULL */
 };
 

@@ -138,6 +138,7 @@ ag_rule_init(struct ag_rule *r)
 		r->spf_disp[i] = AG_LIMIT_UNSET;
 	}
 	r->spf_check = AG_LIMIT_UNSET;
+	r->dkim_require = AG_LIMIT_UNSET;
 }
 
 /* Copy S into OUT or fail with "too long". */
@@ -471,8 +472,9 @@ rule_spf_ok(const struct ag_rule *r)
 			return false;
 		}
 	}
-	return r->spf_check == AG_LIMIT_UNSET || r->spf_check == 0 ||
-	    r->spf_check == 1;
+	return (r->spf_check == AG_LIMIT_UNSET || r->spf_check == 0 ||
+	    r->spf_check == 1) && (r->dkim_require == AG_LIMIT_UNSET ||
+	    r->dkim_require == 1);
 }
 
 /*
@@ -664,6 +666,7 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 		setting_init(&out->spf_disp[k]);
 	}
 	setting_init(&out->spf_check);
+	setting_init(&out->dkim_require);
 	out->nmatched = 0;
 	if (p == NULL || f == NULL) {
 		return;
@@ -688,5 +691,6 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 			setting_take(&out->spf_disp[k], r->spf_disp[k], r);
 		}
 		setting_take(&out->spf_check, r->spf_check, r);
+		setting_take(&out->dkim_require, r->dkim_require, r);
 	}
 }

@@ -98,6 +98,7 @@ struct ag_rule {
 	int64_t max_rcpts;	/* recipients per message */
 	int64_t spf_disp[AG_SPF_NRESULTS]; /* an enum ag_disp per result */
 	int64_t spf_check;	/* 1 check SPF, 0 do not (e.g. a trusted relay) */
+	int64_t dkim_require;	/* 1: a passing signature of the sender domain */
 };
 
 /* A rule with no conditions and every setting unset; enabled. */
@@ -131,6 +132,7 @@ struct ag_eval {
 	struct ag_setting max_rcpts;
 	struct ag_setting spf_disp[AG_SPF_NRESULTS];
 	struct ag_setting spf_check;
+	struct ag_setting dkim_require;
 	size_t nmatched;	/* number of rules that matched */
 };
 

@@ -552,7 +552,7 @@ ag_conn_eom(struct ag_conn *c, struct ag_verdict *v,
 		return;
 	}
 	size_so_far(c, v);
-	if (!ag_verdict_is_final(v) && !sess_auth_eom(c)) {
+	if (!ag_verdict_is_final(v) && !sess_auth_eom(c, v)) {
 		out_of_memory(c, v);
 	}
 	if (ag_verdict_is_final(v)) {

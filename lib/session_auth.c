@@ -341,6 +341,7 @@ sess_auth_mail(struct ag_conn *c, const struct ag_eval *ev,
 	struct msg *m = c->msg;
 
 	spf_mail(c, ev, v);
+	m->dkim_req = ev->dkim_require;
 	m->dkim_skip = NULL;
 	if (!m->snap->cfg->dkim_verify) {
 		m->dkim_skip = "off";
@@ -426,14 +427,87 @@ forged_remove(struct msg *m)
 	return true;
 }
 
+/* Is signing domain D the required domain REQ or a subdomain of it? */
+static bool
+domain_covers(const char *req, const char *d)
+{
+	size_t lr = strlen(req), ld = strlen(d);
+
+	return strcasecmp(req, d) == 0 || (ld > lr + 1 &&
+	    d[ld - lr - 1] == '.' && strcasecmp(d + ld - lr, req) == 0);
+}
+
+/* The verdict for a message lacking the signature of D, or none. */
+static void
+dkim_missing(const struct msg *m, const char *d, struct ag_verdict *v)
+{
+	bool pass = false, policy = false, temp = false, other = false;
+
+	ag_verdict_continue(v);
+	for (size_t i = 0; i < ag_dkim_count(m->dkim); i++) {
+		const struct ag_dkim_result *r = ag_dkim_get(m->dkim, i);
+		bool ours = domain_covers(d, r->domain);
+
+		pass |= ours && r->result == AG_DKIM_PASS;
+		policy |= ours && r->result == AG_DKIM_POLICY;
+		temp |= ours && r->result == AG_DKIM_TEMPERROR;
+		other |= !ours && r->result == AG_DKIM_PASS;
+	}
+	if (pass) {
+		return;
+	}
+	if (temp) {
+		if (m->snap->cfg->on_dkim_temperror != AG_ACT_ACCEPT) {
+			ag_verdict_set(v, AG_ACT_TEMPFAIL, "451", "4.7.20", "dkim",
+			    "The DKIM key of %s could not be fetched, please try "
+			    "again later", d);
+		}
+	} else if (policy) {
+		ag_verdict_set(v, AG_ACT_REJECT, "550", "5.7.21", "dkim",
+		    "No acceptable DKIM signature of %s (weak key or "
+		    "algorithm, RFC 8301)", d);
+	} else if (other) {
+		ag_verdict_set(v, AG_ACT_REJECT, "550", "5.7.22", "dkim",
+		    "No passing DKIM signature of %s (only of other domains)", d);
+	} else {
+		ag_verdict_set(v, AG_ACT_REJECT, "550", "5.7.20", "dkim",
+		    "No passing DKIM signature of %s, which must sign its mail",
+		    d);
+	}
+}
+
+/*
+ * A rule requires a passing signature of the sender domain (or of a
+ * subdomain): enforce it, or remember the trial of a dry-run rule.
+ */
+static void
+dkim_require(struct ag_conn *c, struct ag_verdict *v)
+{
+	struct msg *m = c->msg;
+	const struct ag_setting *s = &m->dkim_req;
+	bool enforce = s->value == 1;
+
+	if ((!enforce && s->trial != 1) || m->dkim == NULL ||
+	    m->sender.is_null || m->sender.domain[0] == '\0') {
+		return;		/* not required, or not verified */
+	}
+	dkim_missing(m, m->sender.domain, v);
+	v->rule_id = enforce ? s->rule_id : s->trial_rule_id;
+	sess_decide(c, !enforce, v);
+}
+
 bool
-sess_auth_eom(struct ag_conn *c)
+sess_auth_eom(struct ag_conn *c, struct ag_verdict *vd)
 {
 	struct msg *m = c->msg;
 	char *v;
 
 	if (m->dkim != NULL && ag_dkim_eom(m->dkim) != AG_OK) {
 		return false;
+	}
+	dkim_require(c, vd);
+	if (ag_verdict_is_final(vd)) {
+		return true;
 	}
 	if (!forged_remove(m)) {
 		return false;

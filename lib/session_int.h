@@ -46,6 +46,7 @@ struct msg {
 	char tag[48];			/* X-Authgate-Tag value, or "" */
 	/* DKIM and forged Authentication-Results */
 	struct ag_dkim_msg *dkim;	/* NULL: not verified */
+	struct ag_setting dkim_req;	/* a rule's --dkim require (1), if any */
 	const char *dkim_skip;		/* why not verified (static), or NULL */
 	unsigned ar_seen;		/* Authentication-Results headers so far */
 	unsigned *ar_forged;		/* their numbers (1-based) claiming us */
@@ -98,9 +99,10 @@ bool sess_auth_header(struct ag_conn *c, const char *name, const char *value);
 bool sess_auth_eoh(struct ag_conn *c);
 bool sess_auth_body(struct ag_conn *c, const unsigned char *buf, size_t len);
 
-/* End of an accepted message: finish DKIM, add and remove headers;
- * false on no memory. */
-bool sess_auth_eom(struct ag_conn *c);
+/* End of message: finish DKIM, decide a DKIM requirement (V may become
+ * final), and for an accepted message add and remove headers; false on
+ * no memory. */
+bool sess_auth_eom(struct ag_conn *c, struct ag_verdict *v);
 
 /* The log fields: " spf=... dkim=...". */
 void sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz);

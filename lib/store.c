@@ -84,6 +84,8 @@ static const char *const spf_result_names[AG_SPF_NRESULTS] = {
 
 #define ACTION_KIND_SPF "spf"
 #define ACTION_SPF_CHECK "check"	/* the name of spf_check's row */
+#define ACTION_KIND_DKIM "dkim"
+#define ACTION_DKIM_REQUIRE "require"	/* value "yes" */
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
     AG_STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -569,6 +571,10 @@ rule_insert_actions(struct ag_store *s, int64_t id, const struct ag_rule *r)
 		rv = action_insert(s, st, id, ACTION_KIND_SPF,
 		    ACTION_SPF_CHECK, r->spf_check ? "on" : "off");
 	}
+	if (rv == AG_OK && r->dkim_require == 1) {
+		rv = action_insert(s, st, id, ACTION_KIND_DKIM,
+		    ACTION_DKIM_REQUIRE, "yes");
+	}
 	sqlite3_finalize(st);
 	return rv;
 }
@@ -859,6 +865,15 @@ load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
 		}
 		return store_err(s, AG_PERMFAIL, "rule %lld: action with a "
 		    "NULL kind, name or value", (long long)r->id);
+	}
+	if (strcmp(kind, ACTION_KIND_DKIM) == 0) {
+		if (strcmp(name, ACTION_DKIM_REQUIRE) != 0 ||
+		    strcmp(value, "yes") != 0) {
+			return store_err(s, AG_PERMFAIL, "rule %lld: unknown dkim "
+			    "setting '%s=%s'", (long long)r->id, name, value);
+		}
+		r->dkim_require = 1;
+		return AG_OK;
 	}
 	if (strcmp(kind, ACTION_KIND_SPF) != 0) {
 		return store_err(s, AG_PERMFAIL, "rule %lld: unknown action "

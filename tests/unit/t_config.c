@@ -917,7 +917,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 30);
+	assert_int_equal(i, 31);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 

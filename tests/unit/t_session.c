@@ -18,6 +18,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "msgfile.h"
 #include "policy.h"
 #include "session.h"
 #include "store.h"
@@ -456,6 +457,223 @@ test_snapshot_pinned(void **state)
 	fx_close(&fx);
 }
 
+/* ---- DKIM: a rule requiring a signature; forged headers -------------- */
+
+struct feed {
+	struct ag_conn *c;
+	struct ag_verdict *v;
+};
+
+static int
+feed_header(void *arg, const char *name, const char *value)
+{
+	struct feed *f = arg;
+
+	ag_conn_header(f->c, name, value, f->v);
+	return ag_verdict_is_final(f->v);
+}
+
+static int
+feed_eoh(void *arg)
+{
+	struct feed *f = arg;
+
+	ag_conn_eoh(f->c, f->v);
+	return ag_verdict_is_final(f->v);
+}
+
+static int
+feed_body(void *arg, const unsigned char *buf, size_t len)
+{
+	struct feed *f = arg;
+
+	ag_conn_body(f->c, buf, len, f->v);
+	return ag_verdict_is_final(f->v);
+}
+
+/* Serve tests/unit/dkim/zone.txt from the engine's resolver. */
+static void
+load_zone(struct ag_engine *e)
+{
+	const struct ag_snapshot *snap = ag_engine_acquire(e);
+	char path[4096], line[8192];
+	const char *src = getenv("AG_SRCDIR");
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/tests/unit/dkim/zone.txt",
+	    src != NULL ? src : ".");
+	fp = fopen(path, "r");
+	if (fp == NULL || snap->dns == NULL) {
+		fail_msg("cannot read %s or no resolver", path);
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] != '#' && line[0] != '\0') {
+			assert_int_equal(ag_dns_add_local(snap->dns, line), AG_OK);
+		}
+	}
+	fclose(fp);
+	ag_snapshot_release(snap);
+}
+
+/* Run FILE (under tests/unit/dkim/, or an absolute path) from SENDER. */
+static void
+dkim_message(struct fixture *fx, const char *file, const char *sender,
+    struct ag_verdict *v, const struct ag_edit **ed, size_t *ned)
+{
+	struct feed f = { fx->conn, v };
+	struct ag_msgfile_cb cb = { feed_header, feed_eoh, feed_body, &f };
+	const char *src = getenv("AG_SRCDIR");
+	char path[4096], err[128];
+	FILE *fp;
+
+	*ned = 0;
+	if (file[0] == '/') {
+		snprintf(path, sizeof(path), "%s", file);
+	} else {
+		snprintf(path, sizeof(path), "%s/tests/unit/dkim/%s",
+		    src != NULL ? src : ".", file);
+	}
+	mail(fx, sender, NULL, v);
+	assert_int_equal(v->action, AG_ACT_CONTINUE);
+	rcpt(fx, "<bob@example.org>", v);
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		fail_msg("cannot read %s", path);
+	}
+	assert_int_equal(ag_msgfile_read(fp, &cb, err, sizeof(err)), AG_OK);
+	fclose(fp);
+	if (!ag_verdict_is_final(v)) {
+		ag_conn_eom(fx->conn, v, ed, ned);
+	}
+}
+
+/* The value of the Authentication-Results header inserted, or NULL. */
+static const char *
+inserted_ar(const struct ag_edit *ed, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (ed[i].op == AG_EDIT_INSERT &&
+		    strcmp(ed[i].name, "Authentication-Results") == 0) {
+			return ed[i].value;
+		}
+	}
+	return NULL;
+}
+
+static void
+test_dkim_require(void **state)
+{
+	static const struct {
+		const char *label, *file, *sender;
+		enum ag_action a;
+		const char *xcode, *ar_has;
+	} cases[] = {
+		{ "signed by the sender domain", "rr.eml", "<a@example.com>",
+		  AG_ACT_CONTINUE, "", "dkim=pass header.d=example.com" },
+		{ "unsigned", "base.eml", "<a@example.com>", AG_ACT_REJECT,
+		  "5.7.20", NULL },
+		{ "signed by another domain only", "rr.eml", "<a@example.net>",
+		  AG_ACT_REJECT, "5.7.22", NULL },
+		{ "weak key (RFC 8301)", "r512.eml", "<a@example.com>",
+		  AG_ACT_REJECT, "5.7.21", NULL },
+		{ "a subdomain's signature covers it", "sub-d.eml",
+		  "<a@example.org>", AG_ACT_CONTINUE, "", "dkim=pass" },
+		{ "not required: unsigned is accepted", "base.eml",
+		  "<a@example.edu>", AG_ACT_CONTINUE, "", "dkim=none" },
+	};
+	struct rspec r1 = { .f1 = "sender-domain", .v1 = "example.com" };
+	struct rspec r2 = { .f1 = "sender-domain", .v1 = "example.net" };
+	struct rspec r3 = { .f1 = "sender-domain", .v1 = "example.org" };
+	struct ag_store *st = NULL;
+
+	(void)state;
+	/* --dkim require rules (add_rule has no field for it) */
+	assert_int_equal(ag_store_open(dbpath, AG_STORE_CREATE, 1000, &st), AG_OK);
+	ag_store_close(st);
+	for (int i = 0; i < 3; i++) {
+		const struct rspec *rs = i == 0 ? &r1 : i == 1 ? &r2 : &r3;
+		struct ag_match m = { 0 };
+		struct ag_rule r;
+		int64_t id;
+
+		ag_rule_init(&r);
+		assert_int_equal(ag_field_parse(rs->f1, &m.field), 0);
+		m.value = (char *)(uintptr_t)rs->v1;
+		r.nmatch = 1;
+		r.match = &m;
+		r.dkim_require = 1;
+		assert_int_equal(ag_store_open(dbpath, 0, 1000, &st), AG_OK);
+		assert_int_equal(ag_store_rule_add(st, &r, &id), AG_OK);
+		ag_store_close(st);
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fixture fx;
+		struct ag_verdict v;
+		const struct ag_edit *ed;
+		const char *ar;
+		size_t n;
+
+		fx_open(&fx, "DKIMVerify yes\n", "192.0.2.1");
+		load_zone(fx.eng);
+		dkim_message(&fx, cases[i].file, cases[i].sender, &v, &ed, &n);
+		expect(&v, cases[i].a, cases[i].a == AG_ACT_CONTINUE ? "" :
+		    "550", cases[i].xcode, cases[i].label);
+		ar = inserted_ar(ed, n);
+		if (cases[i].ar_has != NULL &&
+		    (ar == NULL || strstr(ar, cases[i].ar_has) == NULL)) {
+			fail_msg("%s: Authentication-Results \"%s\" lacks \"%s\"",
+			    cases[i].label, ar != NULL ? ar : "(none)",
+			    cases[i].ar_has);
+		}
+		fx_close(&fx);
+	}
+}
+
+static void
+test_forged_ar_removed(void **state)
+{
+	static const char msg[] =
+	    "Authentication-Results: mx.test; spf=pass smtp.mailfrom=x@y.example\n"
+	    "Authentication-Results: other.example; dkim=pass\n"
+	    "Authentication-Results: (comment) MX.TEST;\n\tdkim=pass\n"
+	    "Authentication-Results: ((unbalanced mx.test; none\n"
+	    "From: a@example.com\n"
+	    "Subject: forged\n"
+	    "\n"
+	    "body\n";
+	char path[] = "/tmp/t_session_msg.XXXXXX";
+	struct fixture fx;
+	struct ag_verdict v;
+	const struct ag_edit *ed;
+	size_t n, deletes = 0;
+	int fd = mkstemp(path), want[3] = { 4, 3, 1 };
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, msg, sizeof(msg) - 1), (ssize_t)sizeof(msg) - 1);
+	close(fd);
+	fx_open(&fx, "DKIMVerify yes\n", "192.0.2.1");
+	dkim_message(&fx, path, "<a@example.com>", &v, &ed, &n);
+	unlink(path);
+	expect(&v, AG_ACT_CONTINUE, "", "", "forged headers");
+	/* ours (1, 3) and the unreadable one (4), last first; 2 is kept */
+	for (size_t i = 0; i < n; i++) {
+		if (ed[i].op != AG_EDIT_DELETE) {
+			continue;
+		}
+		if (deletes >= 3 || ed[i].index != want[deletes] ||
+		    strcmp(ed[i].name, "Authentication-Results") != 0) {
+			fail_msg("delete %zu: %s[%d]", deletes, ed[i].name,
+			    ed[i].index);
+		}
+		deletes++;
+	}
+	assert_int_equal(deletes, 3);
+	assert_non_null(inserted_ar(ed, n));
+	fx_close(&fx);
+}
+
 static int
 reset_db(void **state)
 {
@@ -480,6 +698,8 @@ main(void)
 		cmocka_unit_test_setup(test_database_failure, reset_db),
 		cmocka_unit_test_setup(test_protocol_misuse, reset_db),
 		cmocka_unit_test_setup(test_snapshot_pinned, reset_db),
+		cmocka_unit_test_setup(test_dkim_require, reset_db),
+		cmocka_unit_test_setup(test_forged_ar_removed, reset_db),
 	};
 
 	ag_log_open("t_session", LOG_MAIL, 0);
