@@ -3,13 +3,15 @@
  * the life of the process around smfi_main().
  *
  * Signals: libmilter starts a thread that sigwait()s for SIGHUP, SIGTERM
- * and SIGINT and stops the filter on any of them; it blocks those signals
- * in the thread that calls smfi_main() and every thread made after.  We
- * therefore run smfi_main() in a thread of its own and keep the signals
- * unblocked, with handlers, in the main thread only.  Linux gives a
- * process-directed signal to the main thread first when it does not block
- * it, so SIGHUP reloads instead of stopping.  SIGTERM/SIGINT stop the
- * listener with smfi_stop(); connections in flight are given time to end.
+ * and SIGINT and stops the filter on any of them (SIGHUP included); it
+ * blocks those signals in the thread that calls smfi_main() and every
+ * thread made after.  We run smfi_main() in a thread of its own and keep
+ * the signals unblocked, with handlers, in the main thread only: SIGHUP
+ * reloads, SIGTERM/SIGINT stop the listener with smfi_stop() and give
+ * connections in flight time to end.  So that the kernel can never hand
+ * one of these signals to libmilter's thread instead (it may, when the
+ * main thread is busy), this file defines sigwait(): libmilter's thread,
+ * the only caller in the process, then waits for nothing, for ever.
  */
 #include "autoconf.h"
 
@@ -40,6 +42,24 @@
 #define AG_STOP_GRACE 15
 
 static int sigpipe[2] = { -1, -1 };
+
+int sigwait(const sigset_t *set, int *sig);
+
+/*
+ * libmilter's signal thread is the only caller of sigwait() in this
+ * program (see the top of the file): it must never take our signals, so
+ * it sleeps here instead.  Its signals stay blocked, so pause() returns
+ * only for a signal that is not ours; the thread ends with the process.
+ */
+int
+sigwait(const sigset_t *set, int *sig)
+{
+	(void)set;
+	(void)sig;
+	for (;;) {
+		pause();
+	}
+}
 
 struct opts {
 	const char *conffile;
@@ -239,6 +259,22 @@ on_signal(int sig)
 	errno = saved;
 }
 
+/* Ask libmilter to stop (it blocks until its listener lets go). */
+static void *
+stop_thread(void *arg)
+{
+	(void)arg;
+	smfi_stop();
+	return NULL;
+}
+
+/* SIGUSR1 only interrupts a system call: see main_loop. */
+static void
+on_wakeup(int sig)
+{
+	(void)sig;
+}
+
 /* Install the handlers of the main thread. */
 static int
 setup_signals(void)
@@ -257,6 +293,8 @@ setup_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_wakeup;
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	return 0;
 }
@@ -421,10 +459,23 @@ main_loop(const struct opts *o, struct ag_engine *e, struct ag_config **cfg,
 {
 	bool stopping = false;
 	unsigned char sig;
+	pthread_t stopper;
 
 	for (;;) {
-		ssize_t n = read(sigpipe[0], &sig, 1);
+		struct pollfd pfd = { .fd = sigpipe[0], .events = POLLIN };
+		ssize_t n;
 
+		if (poll(&pfd, 1, stopping ? 100 : -1) == 0) {
+			/*
+			 * Stopping: libmilter's listener sees the stop only when
+			 * its poll() ends (seconds), and smfi_stop() waits for
+			 * it; interrupt that poll until smfi_main returns
+			 * (SIGUSR1 has no SA_RESTART).
+			 */
+			pthread_kill(tid, SIGUSR1);
+			continue;
+		}
+		n = read(sigpipe[0], &sig, 1);
 		if (n < 0 && errno == EINTR) {
 			continue;
 		}
@@ -436,7 +487,13 @@ main_loop(const struct opts *o, struct ag_engine *e, struct ag_config **cfg,
 		} else if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
 			ag_log_info("stopping on signal %d", sig);
 			stopping = true;
-			smfi_stop();
+			/* smfi_stop() blocks until the listener lets go: in a
+			 * thread of its own, while this one interrupts it */
+			if (pthread_create(&stopper, NULL, stop_thread, NULL) != 0) {
+				smfi_stop();
+			} else {
+				pthread_detach(stopper);
+			}
 		}
 	}
 	pthread_join(tid, NULL);

@@ -16,9 +16,6 @@
 #include "session_int.h"
 #include "spf.h"
 
-/* Authentication-Results headers we remember as forged, at most. */
-#define AG_FORGED_MAX 10000
-
 /* The dkim results of M, one per signature, or dkim=none. */
 static bool
 dkim_results(struct ag_authres *ar, const struct ag_dkim_msg *dm)
@@ -312,7 +309,12 @@ id_is_ours(const struct ag_config *cfg, const char *id)
 	return false;
 }
 
-/* Remember header number N of Authentication-Results as forged. */
+/*
+ * Remember header number N of Authentication-Results as forged.  Every
+ * one is kept: leaving any out would let it through.  The list grows with
+ * the message (4 bytes for a header of at least 26), which the MTA's
+ * message size limit bounds.
+ */
 static bool
 forged_add(struct msg *m, unsigned n)
 {
@@ -320,8 +322,8 @@ forged_add(struct msg *m, unsigned n)
 		size_t cap = m->forged_cap == 0 ? 4 : m->forged_cap * 2;
 		unsigned *p;
 
-		if (cap > AG_FORGED_MAX) {
-			return true;	/* bounded: the MTA's header limits come first */
+		if (cap > SIZE_MAX / sizeof(*p)) {
+			return false;
 		}
 		p = realloc(m->ar_forged, cap * sizeof(*p));
 		if (p == NULL) {
@@ -539,6 +541,7 @@ sess_auth_eom(struct ag_conn *c, struct ag_verdict *vd)
 static void
 spf_logfields(const struct msg *m, char *buf, size_t bufsz)
 {
+	buf[0] = '\0';		/* neither checked nor skipped: no field */
 	if (m->spf_skip != NULL) {
 		snprintf(buf, bufsz, " spf=skipped:%s", m->spf_skip);
 	} else if (m->spf_done) {

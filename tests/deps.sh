@@ -18,6 +18,9 @@ PACKAGES=(
 	# to look at them by hand); Debian's python3 modules to parse DNS
 	# packets (tests/lib/agdns.py) and Authentication-Results headers
 	unbound dnsutils python3-dnslib python3-authres
+	# DKIM tests: opendkim-genkey makes RSA keys, dkimpy (python3-dkim)
+	# signs and checks messages, python3-nacl makes Ed25519 keys
+	opendkim-tools python3-dkim python3-nacl
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -8,8 +8,10 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_rcpt.py \
 	tests/e2e/t_xclient.py \
 	tests/e2e/t_spf.py \
+	tests/e2e/t_dkim.py \
 	tests/milter/t_phases.py \
 	tests/milter/t_spf.py \
+	tests/milter/t_forged_ar.py \
 	tests/milter/t_limits.py \
 	tests/milter/t_database.py \
 	tests/milter/t_unix.py \

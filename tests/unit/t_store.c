@@ -434,8 +434,11 @@ test_bad_rows(void **state)
 		{ "row: negative limit", "UPDATE rules SET max_size = -7",
 		    "rule 1: negative limit" },
 		{ "row: unknown action kind", "INSERT INTO rule_action VALUES "
+		    "(1, 'dmarc', 'enforce', 'yes')",
+		    "rule 1: unknown action kind 'dmarc'" },
+		{ "row: bad dkim setting", "INSERT INTO rule_action VALUES "
 		    "(1, 'dkim', 'require', 'on')",
-		    "rule 1: unknown action kind 'dkim'" },
+		    "rule 1: unknown dkim setting 'require=on'" },
 		{ "row: action kind in upper case", "INSERT INTO rule_action "
 		    "VALUES (1, 'SPF', 'fail', 'reject')",
 		    "rule 1: unknown action kind 'SPF'" },
