@@ -80,41 +80,6 @@ usage(FILE *fp)
 
 /* ---- SPF names ---------------------------------------------------------- */
 
-/*
- * SPF result names (RFC 7208 2.6), as ag_spf_result_name() spells them;
- * kept here so that the tool needs nothing from lib/spf.c.
- */
-static const char *const spf_results[AG_SPF_NRESULTS] = {
-	[AG_SPF_NONE] = "none",
-	[AG_SPF_NEUTRAL] = "neutral",
-	[AG_SPF_PASS] = "pass",
-	[AG_SPF_FAIL] = "fail",
-	[AG_SPF_SOFTFAIL] = "softfail",
-	[AG_SPF_TEMPERROR] = "temperror",
-	[AG_SPF_PERMERROR] = "permerror",
-};
-
-/* The name of SPF result R, or "?". */
-const char *
-ctl_spf_result_name(enum ag_spf_result r)
-{
-	return (unsigned)r < AG_SPF_NRESULTS ? spf_results[r] : "?";
-}
-
-/* The SPF result named NAME (exactly), or -1. */
-static int
-spf_result_parse(const char *name)
-{
-	int i;
-
-	for (i = 0; i < AG_SPF_NRESULTS; i++) {
-		if (strcmp(name, spf_results[i]) == 0) {
-			return i;
-		}
-	}
-	return -1;
-}
-
 /* ---- output escaping ---------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at P, or 0 if it is not one. */
@@ -460,7 +425,7 @@ parse_spf(const char *arg, struct ag_rule *r)
 	const char *eq = strchr(arg, '=');
 	char name[32];
 	enum ag_disp d;
-	int res;
+	enum ag_spf_result sr;
 
 	if (eq == NULL) {
 		return ctl_err(CTL_USAGE, "--spf '%s': expected RESULT=ACTION "
@@ -478,19 +443,19 @@ parse_spf(const char *arg, struct ag_rule *r)
 		r->spf_check = strcmp(eq + 1, "on") == 0;
 		return CTL_OK;
 	}
-	if ((res = spf_result_parse(name)) < 0) {
+	if (ag_spf_result_parse(name, &sr) != 0) {
 		return ctl_err(CTL_USAGE, "--spf: unknown result '%s' (none, "
 		    "neutral, pass, fail, softfail, temperror, permerror, or "
 		    "check)", name);
 	}
-	if (r->spf_disp[res] != AG_LIMIT_UNSET) {
+	if (r->spf_disp[sr] != AG_LIMIT_UNSET) {
 		return ctl_err(CTL_USAGE, "--spf %s given twice", name);
 	}
 	if (ag_disp_parse(eq + 1, &d) != 0) {
 		return ctl_err(CTL_USAGE, "--spf %s: unknown action '%s' "
 		    "(accept, tag, tempfail, reject)", arg, eq + 1);
 	}
-	r->spf_disp[res] = d;
+	r->spf_disp[sr] = d;
 	return CTL_OK;
 }
 
@@ -703,7 +668,7 @@ format_settings(char *buf, size_t bufsz, const struct ag_rule *r)
 	}
 	for (i = 0; i < AG_SPF_NRESULTS; i++) {
 		if (r->spf_disp[i] >= 0) {
-			append(buf, bufsz, &len, "%s%s=%s", sep, spf_results[i],
+			append(buf, bufsz, &len, "%s%s=%s", sep, ag_spf_result_name((enum ag_spf_result)i),
 			    ag_disp_name((enum ag_disp)r->spf_disp[i]));
 			sep = ",";
 		}
@@ -730,7 +695,7 @@ put_spf_json(FILE *fp, const struct ag_rule *r)
 	fputc('{', fp);
 	for (i = 0; i < AG_SPF_NRESULTS; i++) {
 		if (r->spf_disp[i] >= 0) {
-			fprintf(fp, "%s\"%s\":\"%s\"", sep, spf_results[i],
+			fprintf(fp, "%s\"%s\":\"%s\"", sep, ag_spf_result_name((enum ag_spf_result)i),
 			    ag_disp_name((enum ag_disp)r->spf_disp[i]));
 			sep = ",";
 		}

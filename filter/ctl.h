@@ -63,9 +63,6 @@ bool opt_flag(struct args *a, const char *name);
 /* Any option of DEFS, stored into BASE: 1 taken, 0 not, -1 error. */
 int opt_table(struct args *a, const struct optdef *defs, size_t n, void *base);
 
-/* The name of SPF result R ("fail"), or "?". */
-const char *ctl_spf_result_name(enum ag_spf_result r);
-
 /* Open the database and read every rule; a CTL_* status. */
 int ctl_load_policy(struct ctl *c, struct ag_store **sp, struct ag_policy **pp);
 

@@ -343,7 +343,7 @@ put_spf_settings(bool json, const struct ag_eval *ev)
 	fputs(json ? ",\"spf\":{" : "", stdout);
 	for (i = 0; i <= AG_SPF_NRESULTS; i++) {
 		const char *name = i < AG_SPF_NRESULTS ?
-		    ctl_spf_result_name((enum ag_spf_result)i) : "check";
+		    ag_spf_result_name((enum ag_spf_result)i) : "check";
 
 		s = i < AG_SPF_NRESULTS ? &ev->spf_disp[i] : &ev->spf_check;
 		if (s->value < 0 && s->trial < 0) {

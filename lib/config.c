@@ -138,19 +138,6 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* strerror_r in either its XSI or its GNU form, into BUF. */
-static const char *
-errstr(int e, char *buf, size_t bufsz)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-	return strerror_r(e, buf, bufsz);
-#else
-	if (strerror_r(e, buf, bufsz) != 0) {
-		snprintf(buf, bufsz, "error %d", e);
-	}
-	return buf;
-#endif
-}
 
 
 /* The field of C that keyword K sets. */
@@ -406,7 +393,7 @@ read_all(int fd, const char *name, char **bufp, size_t *lenp, char *err,
 		if (r < 0) {
 			free(buf);
 			seterr(err, errlen, "%s: %s", name,
-			    errstr(errno, ebuf, sizeof(ebuf)));
+			    ag_strerror(errno, ebuf, sizeof(ebuf)));
 			return AG_PERMFAIL;
 		}
 		if (r == 0) {
@@ -434,7 +421,7 @@ read_file(const char *file, char **bufp, size_t *lenp, char *err,
 
 	if (fd < 0 || fstat(fd, &sb) != 0) {
 		seterr(err, errlen, "%s: %s", file,
-		    errstr(errno, ebuf, sizeof(ebuf)));
+		    ag_strerror(errno, ebuf, sizeof(ebuf)));
 		if (fd >= 0) {
 			close(fd);
 		}
@@ -443,7 +430,7 @@ read_file(const char *file, char **bufp, size_t *lenp, char *err,
 	if (S_ISDIR(sb.st_mode)) {
 		st = AG_PERMFAIL;
 		seterr(err, errlen, "%s: %s", file,
-		    errstr(EISDIR, ebuf, sizeof(ebuf)));
+		    ag_strerror(EISDIR, ebuf, sizeof(ebuf)));
 	} else if (sb.st_mode & S_IWOTH) {
 		st = AG_PERMFAIL;
 		seterr(err, errlen, "%s: is world-writable; refusing to use it",

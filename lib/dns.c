@@ -100,19 +100,6 @@ dns_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* strerror_r in either its XSI or its GNU form, into BUF. */
-static const char *
-errstr(int e, char *buf, size_t bufsz)
-{
-#if defined(__GLIBC__) && defined(_GNU_SOURCE)
-	return strerror_r(e, buf, bufsz);
-#else
-	if (strerror_r(e, buf, bufsz) != 0) {
-		snprintf(buf, bufsz, "error %d", e);
-	}
-	return buf;
-#endif
-}
 
 /* Add V to *ACC; false if the sum would overflow. */
 static bool
@@ -259,7 +246,7 @@ dns_ctx_setup(struct ag_dns *d, const char *servers, char *err,
 	d->ctx = ub_ctx_create();
 	if (d->ctx == NULL) {
 		dns_err(err, errlen, "cannot create the resolver: %s",
-		    errstr(errno, eb, sizeof(eb)));
+		    ag_strerror(errno, eb, sizeof(eb)));
 		return AG_PERMFAIL;
 	}
 	for (i = 0; i < sizeof(dns_ub_opts) / sizeof(dns_ub_opts[0]); i++) {
@@ -315,7 +302,7 @@ dns_dispatch(void *arg)
 				continue;
 			}
 			ag_log_err("dns: poll: %s",
-			    errstr(errno, eb, sizeof(eb)));
+			    ag_strerror(errno, eb, sizeof(eb)));
 			break;
 		}
 		if (pfd[1].revents != 0) {
@@ -351,7 +338,7 @@ dns_dispatch_start(struct ag_dns *d, char *err, size_t errlen)
 		return AG_PERMFAIL;
 	}
 	if (pipe(d->stop_pipe) != 0) {
-		dns_err(err, errlen, "pipe: %s", errstr(errno, eb, sizeof(eb)));
+		dns_err(err, errlen, "pipe: %s", ag_strerror(errno, eb, sizeof(eb)));
 		d->stop_pipe[0] = d->stop_pipe[1] = -1;
 		return AG_PERMFAIL;
 	}
@@ -363,7 +350,7 @@ dns_dispatch_start(struct ag_dns *d, char *err, size_t errlen)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		dns_err(err, errlen, "cannot start the DNS thread: %s",
-		    errstr(rc, eb, sizeof(eb)));
+		    ag_strerror(rc, eb, sizeof(eb)));
 		return AG_PERMFAIL;
 	}
 	d->running = true;

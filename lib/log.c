@@ -272,3 +272,16 @@ ag_log_facility_name(int facility)
 {
 	return log_name_of(log_facilities, AG_NELEM(log_facilities), facility);
 }
+
+const char *
+ag_strerror(int e, char *buf, size_t bufsz)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+	return strerror_r(e, buf, bufsz);	/* the GNU form */
+#else
+	if (strerror_r(e, buf, bufsz) != 0) {
+		snprintf(buf, bufsz, "error %d", e);
+	}
+	return buf;
+#endif
+}

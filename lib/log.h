@@ -43,6 +43,9 @@ void ag_log(int level, const char *fmt, ...)
  */
 char *ag_log_escape(char *dst, size_t dstsz, const char *src);
 
+/* The text of errno value E in BUF (reentrant strerror); returns it. */
+const char *ag_strerror(int e, char *buf, size_t bufsz);
+
 /* Level and facility names as used in authgate.conf ("info", "mail"). */
 int ag_log_level_parse(const char *name);	/* -1 if unknown */
 const char *ag_log_level_name(int level);

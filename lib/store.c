@@ -67,20 +67,6 @@ static const char *const migrations[] = {
 	" UNIQUE (rule_id, kind, name));",
 };
 
-/*
- * SPF result names as stored in rule_action.name (RFC 7208 2.6), the
- * same spellings as ag_spf_result_name().  Kept here so that reading
- * rules does not pull lib/spf.c (and libspf2) into every program.
- */
-static const char *const spf_result_names[AG_SPF_NRESULTS] = {
-	[AG_SPF_NONE] = "none",
-	[AG_SPF_NEUTRAL] = "neutral",
-	[AG_SPF_PASS] = "pass",
-	[AG_SPF_FAIL] = "fail",
-	[AG_SPF_SOFTFAIL] = "softfail",
-	[AG_SPF_TEMPERROR] = "temperror",
-	[AG_SPF_PERMERROR] = "permerror",
-};
 
 #define ACTION_KIND_SPF "spf"
 #define ACTION_SPF_CHECK "check"	/* the name of spf_check's row */
@@ -453,7 +439,7 @@ rule_validate(struct ag_store *s, const struct ag_rule *r,
 		if (r->spf_disp[i] != AG_LIMIT_UNSET &&
 		    (r->spf_disp[i] < 0 || r->spf_disp[i] > AG_DISP_REJECT)) {
 			return store_err(s, AG_INVALID, "spf %s: bad "
-			    "disposition %lld", spf_result_names[i],
+			    "disposition %lld", ag_spf_result_name((enum ag_spf_result)i),
 			    (long long)r->spf_disp[i]);
 		}
 	}
@@ -563,7 +549,7 @@ rule_insert_actions(struct ag_store *s, int64_t id, const struct ag_rule *r)
 	for (i = 0; rv == AG_OK && i < AG_SPF_NRESULTS; i++) {
 		if (r->spf_disp[i] != AG_LIMIT_UNSET) {
 			rv = action_insert(s, st, id, ACTION_KIND_SPF,
-			    spf_result_names[i],
+			    ag_spf_result_name((enum ag_spf_result)i),
 			    ag_disp_name((enum ag_disp)r->spf_disp[i]));
 		}
 	}
@@ -837,27 +823,14 @@ load_matches(struct ag_store *s, struct rule_vec *rv)
 	return ret;
 }
 
-/* The SPF result named NAME, or -1. */
-static int
-spf_result_parse(const char *name)
-{
-	int i;
-
-	for (i = 0; i < AG_SPF_NRESULTS; i++) {
-		if (strcmp(name, spf_result_names[i]) == 0) {
-			return i;
-		}
-	}
-	return -1;
-}
 
 /* Apply one action read from the database to R, checking it. */
 static ag_status
 load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
     const char *name, const char *value)
 {
+	enum ag_spf_result sr;
 	enum ag_disp d;
-	int res;
 
 	if (kind == NULL || name == NULL || value == NULL) {
 		if (sqlite3_errcode(s->db) == SQLITE_NOMEM) {
@@ -888,7 +861,7 @@ load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
 		r->spf_check = strcmp(value, "on") == 0;
 		return AG_OK;
 	}
-	if ((res = spf_result_parse(name)) < 0) {
+	if (ag_spf_result_parse(name, &sr) != 0) {
 		return store_err(s, AG_PERMFAIL, "rule %lld: unknown spf "
 		    "setting '%s'", (long long)r->id, name);
 	}
@@ -897,7 +870,7 @@ load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
 		    "'%s' (accept, tag, tempfail or reject)", (long long)r->id,
 		    name, value);
 	}
-	r->spf_disp[res] = d;
+	r->spf_disp[sr] = d;
 	return AG_OK;
 }
 

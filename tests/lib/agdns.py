@@ -138,18 +138,11 @@ def normalize(zones):
 
 
 def free_port():
-    """A port free on 127.0.0.1 for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    """A port free on 127.0.0.1 for both UDP and TCP right now (see
+    agtest.free_port: never the kernel's port 0, which races with test
+    scripts running beside this one)."""
+    import agtest
+    return agtest.free_port()
 
 
 def query(port, name, qtype="TXT", tcp=False, timeout=2.0, host="127.0.0.1"):

@@ -30,6 +30,7 @@ an error.
 """
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -393,11 +394,30 @@ class Suite:
 # Networking and processes
 
 
+_given_ports = set()
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    """A TCP port that is free on HOST right now."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP (and UDP) port that is free on HOST right now.  Chosen at
+    random from 10000-31999, below the kernel's ephemeral range, never
+    twice in one script: asking the kernel for port 0 hands the port just
+    released to the next caller, which is often a test script running
+    beside this one (make -j2 check), before our server has bound it."""
+    rnd = random.SystemRandom()
+    for _ in range(500):
+        port = rnd.randrange(10000, 32000)
+        if port in _given_ports:
+            continue
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((host, port))
+            with socket.socket(family, socket.SOCK_DGRAM) as u:
+                u.bind((host, port))
+        except OSError:
+            continue
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free port found on %s" % host)
 
 
 def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
