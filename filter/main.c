@@ -37,6 +37,7 @@
 #include "log.h"
 #include "milter.h"
 #include "offline.h"
+#include "session.h"
 
 /* How long a stop waits for connections in flight (seconds). */
 #define AG_STOP_GRACE 15
@@ -497,12 +498,14 @@ main_loop(const struct opts *o, struct ag_engine *e, struct ag_config **cfg,
 		}
 	}
 	pthread_join(tid, NULL);
-	for (int i = 0; i < AG_STOP_GRACE * 10 && ag_milter_active() > 0; i++) {
+	/* messages in progress may finish; idle connections are not waited for */
+	for (int i = 0; i < AG_STOP_GRACE * 10 && ag_session_in_flight() > 0;
+	    i++) {
 		poll(NULL, 0, 100);
 	}
-	if (ag_milter_active() > 0) {
-		ag_log_warning("stopping with %u connections still open",
-		    ag_milter_active());
+	if (ag_session_in_flight() > 0) {
+		ag_log_warning("stopping with %u messages in progress (the MTA "
+		    "will retry them)", ag_session_in_flight());
 	}
 	return *mrc;
 }

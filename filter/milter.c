@@ -4,7 +4,8 @@
  * verdict to a reply.  No policy lives here.
  *
  * Thread safety: libmilter runs one thread per MTA connection; the only
- * shared state is the engine (thread-safe) and an atomic counter.
+ * shared state is the engine (thread-safe) and the no-reply flags of the
+ * last negotiation (atomic).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 #include "session.h"
 
 static struct ag_engine *engine;
-static unsigned active;
 
 /*
  * What libmilter keeps for us per MTA connection: the negotiated no-reply
@@ -180,7 +180,6 @@ cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 		ag_log_err("out of memory at connect");
 		return maybe_noreply(ctx, SMFIP_NR_CONN, no_conn(ctx));
 	}
-	__atomic_add_fetch(&active, 1, __ATOMIC_RELAXED);
 	return maybe_noreply(ctx, SMFIP_NR_CONN, reply(ctx, &v));
 }
 
@@ -328,7 +327,6 @@ cb_close(SMFICTX *ctx)
 	smfi_setpriv(ctx, NULL);
 	if (m->conn != NULL) {
 		ag_conn_free(m->conn);
-		__atomic_sub_fetch(&active, 1, __ATOMIC_RELAXED);
 	}
 	free(m);
 	return SMFIS_CONTINUE;
@@ -362,10 +360,4 @@ void
 ag_milter_set_engine(struct ag_engine *e)
 {
 	engine = e;
-}
-
-unsigned
-ag_milter_active(void)
-{
-	return __atomic_load_n(&active, __ATOMIC_RELAXED);
 }

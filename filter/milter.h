@@ -13,7 +13,4 @@ int ag_milter_register(void);
 /* The engine the callbacks use; set before smfi_main, outlives it. */
 void ag_milter_set_engine(struct ag_engine *e);
 
-/* Connections currently open (for a graceful stop). */
-unsigned ag_milter_active(void);
-
 #endif

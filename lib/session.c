@@ -23,6 +23,15 @@
 #include "session.h"
 #include "session_int.h"
 
+/* Messages in progress in the whole process (for a graceful stop). */
+static unsigned in_flight;
+
+unsigned
+ag_session_in_flight(void)
+{
+	return __atomic_load_n(&in_flight, __ATOMIC_RELAXED);
+}
+
 /* Copy a possibly NULL string into a fixed buffer, cut to fit. */
 static void
 copy_bounded(char *dst, size_t dstsz, const char *src)
@@ -173,6 +182,7 @@ msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	edits_free_array(m->edits, m->nedits);
 	sess_auth_free(m);
 	ag_snapshot_release(m->snap);
+	__atomic_sub_fetch(&in_flight, 1, __ATOMIC_RELAXED);
 	free(m);
 	c->msg = NULL;
 	c->qid[0] = '\0';
@@ -392,6 +402,7 @@ ag_conn_mail(struct ag_conn *c, char **argv, struct ag_verdict *v)
 		return;
 	}
 	m->snap = ag_engine_acquire(c->eng);
+	__atomic_add_fetch(&in_flight, 1, __ATOMIC_RELAXED);
 	m->dkim_skip = "not-reached";	/* until sess_auth_mail decides */
 	m->size_limit.value = AG_LIMIT_UNSET;
 	m->size_limit.trial = AG_LIMIT_UNSET;

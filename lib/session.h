@@ -79,6 +79,10 @@ void ag_conn_body(struct ag_conn *c, const unsigned char *buf, size_t len,
 void ag_conn_eom(struct ag_conn *c, struct ag_verdict *v,
     const struct ag_edit **edits, size_t *nedits);
 
+/* Messages (transactions) in progress in the process, for a graceful
+ * stop that waits for them but not for idle connections. */
+unsigned ag_session_in_flight(void);
+
 /* The MTA aborted the transaction (RSET, lost connection mid-message). */
 void ag_conn_abort(struct ag_conn *c);
 
