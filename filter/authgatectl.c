@@ -63,19 +63,26 @@ usage(FILE *fp)
 	    "[--max-size BYTES]\n"
 	    "           [--max-rcpts N] [--spf RESULT=ACTION]... "
 	    "[--spf check=on|off]\n"
-	    "           [--dkim require] [--dry-run] [--disabled] "
-	    "[--comment TEXT]\n"
+	    "           [--dkim require] [--rate MEASURE:LIMIT/WINDOW[:KEY]]...\n"
+	    "           [--on-limit tempfail|reject|tag] [--exempt] "
+	    "[--dry-run] [--disabled]\n"
+	    "           [--comment TEXT]\n"
 	    "  rule list | rule show ID | rule del ID | rule enable ID | "
 	    "rule disable ID\n"
 	    "  check --client-ip IP [--helo NAME] [--mail-from ADDR] "
 	    "--rcpt ADDR...\n"
 	    "        [--size BYTES] [--auth USER]\n"
+	    "  counters list [--rule N] [--key KEY] | counters reset KEY\n"
 	    "fields: client, helo, sender, sender-domain, sasl-user, rcpt, "
 	    "rcpt-domain,\n"
 	    "        trusted (yes|no), authenticated (yes|no)\n"
 	    "spf results: none, neutral, pass, fail, softfail, temperror, "
 	    "permerror\n"
-	    "spf actions: accept, tag, tempfail, reject\n", fp);
+	    "spf actions: accept, tag, tempfail, reject\n"
+	    "rate: messages|recipients|bytes:LIMIT/WINDOW[:client-ip[/V4[/V6]]|"
+	    "sender|\n"
+	    "      sender-domain|sasl-user|rcpt-domain|helo], e.g. "
+	    "messages:100/1h:sender\n", fp);
 }
 
 /* ---- SPF names ---------------------------------------------------------- */
@@ -470,6 +477,41 @@ parse_dkim(const char *arg, struct ag_rule *r)
 	return CTL_OK;
 }
 
+/* Parse one --rate into R. */
+static int
+parse_rate(const char *arg, struct ag_rule *r)
+{
+	char err[256];
+
+	if (r->nrate >= AG_RATE_MAX_PER_RULE) {
+		return ctl_err(CTL_USAGE, "--rate: at most %d per rule",
+		    AG_RATE_MAX_PER_RULE);
+	}
+	if (ag_rate_spec_parse(arg, &r->rate[r->nrate], err, sizeof(err)) !=
+	    AG_OK) {
+		return ctl_err(CTL_USAGE, "--%s", err);
+	}
+	r->nrate++;
+	return CTL_OK;
+}
+
+/* Parse --on-limit tempfail|reject|tag into R. */
+static int
+parse_on_limit(const char *arg, struct ag_rule *r)
+{
+	enum ag_disp d;
+
+	if (r->on_limit != AG_LIMIT_UNSET) {
+		return ctl_err(CTL_USAGE, "--on-limit given twice");
+	}
+	if (ag_disp_parse(arg, &d) != 0 || d == AG_DISP_ACCEPT) {
+		return ctl_err(CTL_USAGE, "--on-limit '%s': expected tempfail, "
+		    "reject or tag", arg);
+	}
+	r->on_limit = d;
+	return CTL_OK;
+}
+
 /* Does R set any SPF setting? */
 static bool
 rule_has_spf(const struct ag_rule *r)
@@ -530,10 +572,14 @@ rule_add_values(const struct add_opts *o, struct ag_rule *r)
 		    CTL_COMMENT_MAX);
 	}
 	r->comment = (char *)(uintptr_t)o->comment;
+	if (r->on_limit != AG_LIMIT_UNSET && r->nrate == 0) {
+		return ctl_err(CTL_USAGE, "--on-limit needs a --rate");
+	}
 	if (r->max_size == AG_LIMIT_UNSET && r->max_rcpts == AG_LIMIT_UNSET &&
-	    !rule_has_spf(r) && r->dkim_require == AG_LIMIT_UNSET) {
+	    !rule_has_spf(r) && r->dkim_require == AG_LIMIT_UNSET &&
+	    r->nrate == 0 && !r->exempt) {
 		return ctl_err(CTL_USAGE, "rule sets nothing: give --max-size, "
-		    "--max-rcpts, --spf or --dkim");
+		    "--max-rcpts, --spf, --dkim, --rate or --exempt");
 	}
 	return CTL_OK;
 }
@@ -557,6 +603,12 @@ rule_add_parse(struct ctl *c, struct args *a, struct ag_rule *r)
 			rc = got < 0 ? CTL_USAGE : parse_spf(v, r);
 		} else if ((got = opt_value(a, "--dkim", &v)) != 0) {
 			rc = got < 0 ? CTL_USAGE : parse_dkim(v, r);
+		} else if ((got = opt_value(a, "--rate", &v)) != 0) {
+			rc = got < 0 ? CTL_USAGE : parse_rate(v, r);
+		} else if ((got = opt_value(a, "--on-limit", &v)) != 0) {
+			rc = got < 0 ? CTL_USAGE : parse_on_limit(v, r);
+		} else if (opt_flag(a, "--exempt")) {
+			r->exempt = true;
 		} else if (opt_flag(a, "--dry-run")) {
 			r->dry_run = true;
 		} else if (opt_flag(a, "--disabled")) {
@@ -680,6 +732,20 @@ format_settings(char *buf, size_t bufsz, const struct ag_rule *r)
 	if (r->dkim_require == 1) {
 		append(buf, bufsz, &len, "%sdkim:require", len ? " " : "");
 	}
+	for (i = 0; i < r->nrate; i++) {
+		char spec[AG_RATE_SPEC_MAX];
+
+		append(buf, bufsz, &len, "%s%s", i ? "," : len ? " rate:" :
+		    "rate:", ag_rate_spec_format(&r->rate[i], spec,
+		    sizeof(spec)));
+	}
+	if (r->on_limit >= 0) {
+		append(buf, bufsz, &len, "%son-limit=%s", len ? " " : "",
+		    ag_disp_name((enum ag_disp)r->on_limit));
+	}
+	if (r->exempt) {
+		append(buf, bufsz, &len, "%sexempt", len ? " " : "");
+	}
 	if (len == 0) {
 		append(buf, bufsz, &len, "-");
 	}
@@ -730,6 +796,16 @@ put_rule_json(FILE *fp, const struct ag_rule *r)
 	put_spf_json(fp, r);
 	fprintf(fp, ",\"dkim\":{%s}", r->dkim_require == 1 ?
 	    "\"require\":true" : "");
+	fputs(",\"rates\":[", fp);
+	for (i = 0; i < r->nrate; i++) {
+		char spec[AG_RATE_SPEC_MAX];
+
+		fprintf(fp, "%s\"%s\"", i ? "," : "",
+		    ag_rate_spec_format(&r->rate[i], spec, sizeof(spec)));
+	}
+	fprintf(fp, "],\"on_limit\":\"%s\",\"exempt\":%s",
+	    r->on_limit >= 0 ? ag_disp_name((enum ag_disp)r->on_limit) :
+	    "tempfail", r->exempt ? "true" : "false");
 	fputs(",\"comment\":", fp);
 	put_json(fp, r->comment);
 	fputc('}', fp);
@@ -741,7 +817,7 @@ list_text(const struct ag_policy *p, int64_t id)
 {
 	size_t n = ag_policy_count(p), i, w, wm = 7, ws = 8;
 	const struct ag_rule *r;
-	char set[256];
+	char set[1024];
 
 	for (i = 0; i < n; i++) {
 		r = ag_policy_rule(p, i);
@@ -914,6 +990,7 @@ main(int argc, char **argv)
 		{ "init", cmd_init },
 		{ "rule", cmd_rule },
 		{ "check", cmd_check },
+		{ "counters", cmd_counters },
 	};
 	struct ctl c = { NULL, NULL, false, NULL };
 	struct args a = { argc, argv, 1 };

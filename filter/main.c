@@ -35,6 +35,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "ctlsock.h"
 #include "milter.h"
 #include "offline.h"
 #include "session.h"
@@ -537,6 +538,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	pthread_t tid;
 	int mrc = MI_FAILURE, rc;
 	sigset_t set, old;
+	char ctlpath[256];
 
 	if (!o->foreground && daemonize() != 0) {
 		ag_log_err("cannot become a daemon: %s", strerror(errno));
@@ -563,6 +565,9 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 		return 1;
 	}
 	ag_milter_set_engine(e);
+	if (ag_config_control_path(cfg, ctlpath, sizeof(ctlpath))) {
+		ag_control_start(e, ctlpath);
+	}
 	/* ready: the socket is bound and the policy (or its failure) known */
 	ag_log_info("listening on %s", sock);
 	if (start_milter(&tid, &mrc) != 0) {
@@ -571,7 +576,13 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 		return 1;
 	}
 	mrc = main_loop(o, e, &cfg, tid, &mrc);
-	ag_engine_free(e);
+	ag_control_stop();
+	if (ag_session_in_flight() == 0) {
+		ag_engine_free(e);	/* saves the rate counters too */
+	} else {
+		/* threads still use it: save, and let the exit free it */
+		ag_engine_save(e);
+	}
 	if (path != NULL) {
 		unlink(path);
 	}

@@ -111,6 +111,20 @@ static const struct kw kw_table[] = {
 	    0, 0, 0, "when a required signature's key cannot be fetched" },
 	{ "AuthservIDStrip", KW_IDLIST, NULL, OFF(authserv_strip), 0, 0, 0,
 	    "more authserv-ids whose Authentication-Results are removed" },
+	{ "RateBackend", KW_RATEBACKEND, "local", OFF(rate_backend), 0, 0, 0,
+	    "where rate counters live: local, redis://HOST[:PORT][/DB], "
+	    "unix:/PATH" },
+	{ "RateBackendTimeout", KW_UINT, "250", OFF(rate_backend_timeout),
+	    10, 10000, 0, "milliseconds one Redis call may take" },
+	{ "On-RateBackendError", KW_RBERR, "local", OFF(on_rate_backend_error),
+	    0, 0, 0, "when Redis fails: local, tempfail or accept" },
+	{ "RateMaxKeys", KW_UINT, "1000000", OFF(rate_max_keys), 1000,
+	    100000000, 0, "most counters the local engine holds" },
+	{ "RateCheckpointInterval", KW_UINT, "30",
+	    OFF(rate_checkpoint_interval), 1, 3600, 0,
+	    "seconds between saves of the local counters to the database" },
+	{ "ControlSocket", KW_ABSPATH, NULL, OFF(control_socket), 0, 0, 0,
+	    "authgatectl's socket; unset: control.sock beside a unix Socket" },
 };
 
 #define KW_COUNT (sizeof(kw_table) / sizeof(kw_table[0]))
@@ -587,4 +601,29 @@ ag_config_set(struct ag_config *c, const char *keyword, const char *value,
 	}
 	memcpy(kw_field(c, k), kw_field(&tmp, k), ag_kw_ops[k->type].size);
 	return AG_OK;
+}
+
+/* ControlSocket, or beside a unix: Socket, or the default. */
+bool
+ag_config_control_path(const struct ag_config *c, char *buf, size_t bufsz)
+{
+	const char *slash;
+	int n;
+
+	if (c->control_socket != NULL) {
+		n = snprintf(buf, bufsz, "%s", c->control_socket);
+	} else if (c->socket != NULL && strncmp(c->socket, "unix:", 5) == 0 &&
+	    (slash = strrchr(c->socket + 5, '/')) != NULL) {
+		n = snprintf(buf, bufsz, "%.*s/control.sock",
+		    (int)(slash - (c->socket + 5)), c->socket + 5);
+	} else {
+		n = snprintf(buf, bufsz, "%s", AG_CONFIG_DEFAULT_CONTROL);
+	}
+	return n > 0 && (size_t)n < bufsz;
+}
+
+bool
+ag_config_rate_redis(const struct ag_config *c)
+{
+	return c->rate_backend != NULL && strcmp(c->rate_backend, "local") != 0;
 }

@@ -29,6 +29,15 @@
 #define AG_CONFIG_DEFAULT_SOCKET "unix:/run/authgate/authgate.sock"
 #define AG_CONFIG_DEFAULT_DATABASE "/var/lib/authgate/authgate.db"
 
+/* On-RateBackendError: what a decision does when Redis fails. */
+enum ag_rate_fallback {
+	AG_RB_LOCAL = 0,	/* count in the local engine meanwhile */
+	AG_RB_TEMPFAIL,		/* 451 4.3.0 */
+	AG_RB_ACCEPT		/* do not count */
+};
+
+#define AG_CONFIG_DEFAULT_CONTROL "/run/authgate/control.sock"
+
 struct ag_config {
 	char *file;		/* path read, or NULL for embedded defaults */
 	char *socket;		/* Socket: unix:PATH, inet:PORT@ADDR, inet6:PORT@ADDR */
@@ -56,7 +65,24 @@ struct ag_config {
 	unsigned dkim_timeout;	/* DKIMTimeout: ms for a message's key lookups */
 	enum ag_action on_dkim_temperror; /* On-DKIMTemperror: tempfail|accept */
 	char *authserv_strip;	/* AuthservIDStrip: "id id ..." or NULL */
+	char *rate_backend;	/* RateBackend: "local" or a Redis URL */
+	unsigned rate_backend_timeout; /* RateBackendTimeout: ms, default 250 */
+	enum ag_rate_fallback on_rate_backend_error; /* On-RateBackendError */
+	unsigned rate_max_keys;	/* RateMaxKeys: default 1000000 */
+	unsigned rate_checkpoint_interval; /* RateCheckpointInterval: s, 30 */
+	char *control_socket;	/* ControlSocket: NULL: derived */
 };
+
+/*
+ * The control socket's path: ControlSocket, else control.sock in the
+ * directory of a unix: Socket, else AG_CONFIG_DEFAULT_CONTROL.  False
+ * when it does not fit BUF.
+ */
+bool ag_config_control_path(const struct ag_config *c, char *buf,
+    size_t bufsz);
+
+/* Are rate counters kept in Redis? */
+bool ag_config_rate_redis(const struct ag_config *c);
 
 /*
  * Load FILE (NULL: embedded defaults only, no file read) into a new

@@ -40,7 +40,9 @@ enum kw_type {
 	KW_UINT,	/* unsigned within [min, max] */
 	KW_SERVERS,	/* char *: DNS forwarders ADDR[@PORT] ... */
 	KW_DISP,	/* int (enum ag_disp): accept|tag|tempfail|reject */
-	KW_IDLIST	/* char *: authserv-ids, stored space-separated */
+	KW_IDLIST,	/* char *: authserv-ids, stored space-separated */
+	KW_RATEBACKEND,	/* char *: "local" or a Redis URL */
+	KW_RBERR	/* enum ag_rate_fallback: local|tempfail|accept */
 };
 
 #define KW_F_DEF_HOSTNAME 0x1	/* default is the host name */

@@ -21,6 +21,7 @@
 #include "config_int.h"
 #include "log.h"
 #include "policy.h"
+#include "ratelimit_redis.h"
 
 /*
  * Copy S into DST for a message: printable ASCII kept, '"' and '\\'
@@ -238,6 +239,55 @@ parse_abspath(const struct kw *k, const char *v, void *dst, char *msg,
 		return bad_value(msg, msglen, v, "is not an absolute path");
 	}
 	return set_concat(dst, "", v);
+}
+
+/* RateBackend: "local" or a Redis URL (checked in full by
+ * ag_redis_new, which makes no connection). */
+static ag_status
+parse_ratebackend(const struct kw *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	struct ag_redis *r = NULL;
+	char err[256];
+
+	(void)k;
+	if (strcmp(v, "local") == 0) {
+		return set_concat(dst, "", v);
+	}
+	if (ag_redis_new(v, 1000, &r, err, sizeof(err)) != AG_OK) {
+		return bad_value(msg, msglen, v, "is not local, "
+		    "redis://HOST[:PORT][/DB] or unix:/PATH[?db=N] (%s)", err);
+	}
+	ag_redis_free(r);
+	return set_concat(dst, "", v);
+}
+
+static const char *const rberr_names[] = {
+	[AG_RB_LOCAL] = "local", [AG_RB_TEMPFAIL] = "tempfail",
+	[AG_RB_ACCEPT] = "accept",
+};
+
+/* On-RateBackendError: local, tempfail or accept. */
+static ag_status
+parse_rberr(const struct kw *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	size_t i;
+
+	(void)k;
+	for (i = 0; i < sizeof(rberr_names) / sizeof(rberr_names[0]); i++) {
+		if (strcasecmp(v, rberr_names[i]) == 0) {
+			*(enum ag_rate_fallback *)dst = (enum ag_rate_fallback)i;
+			return AG_OK;
+		}
+	}
+	return bad_value(msg, msglen, v, "is not local, tempfail or accept");
+}
+
+static void
+dump_rberr(const void *src, FILE *fp)
+{
+	fputs(rberr_names[*(const enum ag_rate_fallback *)src], fp);
 }
 
 /* True when S can stand as an authserv-id without quoting. */
@@ -658,4 +708,8 @@ const struct kw_ops ag_kw_ops[] = {
 	[KW_DISP] = { parse_disp, dump_disp, NULL, sizeof(int) },
 	[KW_IDLIST] = { parse_idlist, dump_string, release_string,
 	    sizeof(char *) },
+	[KW_RATEBACKEND] = { parse_ratebackend, dump_string, release_string,
+	    sizeof(char *) },
+	[KW_RBERR] = { parse_rberr, dump_rberr, NULL,
+	    sizeof(enum ag_rate_fallback) },
 };

@@ -57,6 +57,11 @@ struct ag_engine {
 	uint64_t generation;
 	struct checkers *chk;		/* for the next snapshot; may be NULL */
 
+	struct ag_rater *rater;		/* rate counters: for the life of e */
+	bool rate_restored;		/* the checkpoint was read back */
+	bool checkpoint_failing;	/* to log a failure once */
+	struct timespec last_checkpoint; /* CLOCK_MONOTONIC */
+
 	pthread_t watcher;
 	bool watching;
 	pthread_mutex_t stop_lock;
@@ -186,6 +191,7 @@ publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
 		s->pub.dkim = s->chk->dkim;
 	}
 	s->pub.cfg = cfg;
+	s->pub.rater = e->rater;
 	s->pub.policy = pol != NULL ? pol->policy : NULL;
 	s->pub.policy_stale = stale;
 	snprintf(s->pub.dberr, sizeof(s->pub.dberr), "%s",
@@ -271,7 +277,45 @@ db_open(struct ag_engine *e, char *err, size_t errlen)
 		    "nothing can be written to it", e->cfg->database);
 	}
 	e->data_version = -1;
+	if (!e->rate_restored && e->rater != NULL) {
+		e->rate_restored = true;
+		(void)ag_rater_restore(e->rater, e->store);
+	}
 	return AG_OK;
+}
+
+/*
+ * Save the local rate counters if the interval has passed (or FORCE).
+ * Caller holds db_lock.  The store's own connection writes, so the
+ * watcher does not see its own checkpoint as a rule change.
+ */
+static void
+rate_checkpoint(struct ag_engine *e, bool force)
+{
+	struct timespec now;
+	char err[8];
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!force && now.tv_sec - e->last_checkpoint.tv_sec <
+	    (time_t)e->cfg->rate_checkpoint_interval) {
+		return;
+	}
+	e->last_checkpoint = now;
+	ag_rater_expire(e->rater);
+	if (db_open(e, err, sizeof(err)) != AG_OK ||
+	    ag_store_is_readonly(e->store)) {
+		return;		/* the database trouble is logged elsewhere */
+	}
+	if (ag_rater_checkpoint(e->rater, e->store) != AG_OK) {
+		if (!e->checkpoint_failing) {
+			ag_log_err("rate counters are not being saved: a "
+			    "restart will forget them");
+		}
+		e->checkpoint_failing = true;
+	} else if (e->checkpoint_failing) {
+		ag_log_notice("rate counters are saved again");
+		e->checkpoint_failing = false;
+	}
 }
 
 /*
@@ -337,6 +381,12 @@ ag_engine_new(struct ag_config *cfg, bool create, struct ag_engine **out)
 	e->cfg = ag_config_ref(cfg);
 	e->create = create;
 	e->data_version = -1;
+	if (ag_rater_new(cfg->rate_max_keys, &e->rater) != AG_OK) {
+		ag_engine_free(e);
+		return AG_NOMEM;
+	}
+	ag_rater_configure(e->rater, cfg);
+	clock_gettime(CLOCK_MONOTONIC, &e->last_checkpoint);
 
 	pthread_mutex_lock(&e->db_lock);
 	checkers_update(e, cfg);
@@ -361,6 +411,9 @@ watcher_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&e->db_lock);
 		interval = e->cfg->policy_check_interval;
+		if (e->cfg->rate_checkpoint_interval < interval) {
+			interval = e->cfg->rate_checkpoint_interval;
+		}
 		pthread_mutex_unlock(&e->db_lock);
 		if (interval == 0) {
 			interval = 1;
@@ -381,7 +434,10 @@ watcher_main(void *arg)
 		}
 		pthread_mutex_unlock(&e->stop_lock);
 
-		ag_engine_refresh(e, false);
+		pthread_mutex_lock(&e->db_lock);
+		db_refresh(e, false);
+		rate_checkpoint(e, false);
+		pthread_mutex_unlock(&e->db_lock);
 	}
 }
 
@@ -411,9 +467,14 @@ ag_engine_free(struct ag_engine *e)
 		pthread_mutex_unlock(&e->stop_lock);
 		pthread_join(e->watcher, NULL);
 	}
+	if (e->rater != NULL && e->watching) {
+		/* the daemon stops: keep the counters for the next start */
+		rate_checkpoint(e, true);
+	}
 	snap_unref(e->cur);
 	checkers_unref(e->chk);
 	ag_store_close(e->store);
+	ag_rater_free(e->rater);
 	ag_config_unref(e->cfg);
 	pthread_mutex_destroy(&e->cur_lock);
 	pthread_mutex_destroy(&e->db_lock);
@@ -435,6 +496,7 @@ ag_engine_reload(struct ag_engine *e, struct ag_config *cfg)
 	ag_config_unref(e->cfg);
 	e->cfg = ag_config_ref(cfg);
 	checkers_update(e, cfg);
+	ag_rater_configure(e->rater, cfg);
 	db_refresh(e, true);
 	pthread_mutex_unlock(&e->db_lock);
 }
@@ -475,4 +537,12 @@ ag_engine_generation(struct ag_engine *e)
 	g = e->cur != NULL ? e->cur->pub.generation : 0;
 	pthread_mutex_unlock(&e->cur_lock);
 	return g;
+}
+
+void
+ag_engine_save(struct ag_engine *e)
+{
+	pthread_mutex_lock(&e->db_lock);
+	rate_checkpoint(e, true);
+	pthread_mutex_unlock(&e->db_lock);
 }

@@ -29,6 +29,7 @@
 #include "dkim.h"
 #include "dns.h"
 #include "policy.h"
+#include "rate.h"
 #include "spf.h"
 #include "status.h"
 
@@ -41,6 +42,7 @@ struct ag_snapshot {
 	struct ag_dns *dns;		/* NULL: no resolver (see the log) */
 	struct ag_spf *spf;		/* NULL: no resolver */
 	struct ag_dkim *dkim;		/* NULL: no resolver */
+	struct ag_rater *rater;		/* the engine's, lives as long */
 };
 
 struct ag_engine;
@@ -74,6 +76,10 @@ void ag_engine_refresh(struct ag_engine *e, bool force);
 /* Pin the current snapshot; never NULL. */
 const struct ag_snapshot *ag_engine_acquire(struct ag_engine *e);
 void ag_snapshot_release(const struct ag_snapshot *s);	/* NULL is fine */
+
+/* Save the rate counters now (a stop that cannot free the engine
+ * because messages are still in progress). */
+void ag_engine_save(struct ag_engine *e);
 
 /* Number of swaps so far (for tests and logs). */
 uint64_t ag_engine_generation(struct ag_engine *e);

@@ -139,6 +139,7 @@ ag_rule_init(struct ag_rule *r)
 	}
 	r->spf_check = AG_LIMIT_UNSET;
 	r->dkim_require = AG_LIMIT_UNSET;
+	r->on_limit = AG_LIMIT_UNSET;
 }
 
 /* Copy S into OUT or fail with "too long". */
@@ -693,4 +694,53 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 		setting_take(&out->spf_check, r->spf_check, r);
 		setting_take(&out->dkim_require, r->dkim_require, r);
 	}
+}
+
+/* Rules with limits, down to the first enforced exemption. */
+size_t
+ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
+    const struct ag_rule **out, size_t max)
+{
+	size_t i, n = 0;
+
+	if (p == NULL || f == NULL) {
+		return 0;
+	}
+	for (i = 0; i < p->n; i++) {
+		const struct ag_rule *r = &p->rules[i];
+
+		if (!r->enabled || (r->nrate == 0 && !r->exempt)) {
+			continue;
+		}
+		if (f->rcpt == NULL && (p->fields[i] & RCPT_FIELDS) != 0) {
+			continue;
+		}
+		if (!ag_rule_matches(r, f)) {
+			continue;
+		}
+		if (r->nrate > 0) {
+			if (n < max) {
+				out[n] = r;
+			}
+			n++;
+		}
+		if (r->exempt && !r->dry_run) {
+			break;
+		}
+	}
+	return n;
+}
+
+/* Linear: used by the counters listing, not per message. */
+const struct ag_rule *
+ag_policy_find(const struct ag_policy *p, int64_t id)
+{
+	size_t i;
+
+	for (i = 0; p != NULL && i < p->n; i++) {
+		if (p->rules[i].id == id) {
+			return &p->rules[i];
+		}
+	}
+	return NULL;
 }

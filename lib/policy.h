@@ -85,6 +85,65 @@ enum ag_disp {
 const char *ag_disp_name(enum ag_disp d);
 int ag_disp_parse(const char *name, enum ag_disp *out);
 
+/*
+ * A rate limit on a rule: MEASURE:LIMIT/WINDOW[:KEY], counted per KEY
+ * (or in one pool for everything the rule matches).  The algorithm and
+ * what a limit admits are in ratelimit.h and authgatectl(8).
+ */
+enum ag_rate_measure {
+	AG_RM_MESSAGES = 0,
+	AG_RM_RECIPIENTS,
+	AG_RM_BYTES
+};
+
+enum ag_rate_key {
+	AG_RK_POOL = 0,		/* one counter for the rule */
+	AG_RK_CLIENT_IP,	/* client address under prefix4 / prefix6 */
+	AG_RK_SENDER,		/* MAIL FROM address (<> counts as "<>") */
+	AG_RK_SENDER_DOMAIN,
+	AG_RK_SASL_USER,	/* unauthenticated clients: not counted */
+	AG_RK_RCPT_DOMAIN,	/* decided at each RCPT TO */
+	AG_RK_HELO
+};
+
+#define AG_RATE_MAX_PER_RULE 16
+#define AG_RATE_LIMIT_MAX 1000000000000000ULL	/* 10^15 */
+#define AG_RATE_WINDOW_MIN_MS 1000ULL
+#define AG_RATE_WINDOW_MAX_MS_SPEC (366ULL * 86400 * 1000)
+#define AG_RATE_PREFIX4_MIN 16
+#define AG_RATE_PREFIX6_MIN 32
+#define AG_RATE_PREFIX6_DEFAULT 64
+#define AG_RATE_SPEC_MAX 80	/* the canonical text, with its NUL */
+
+struct ag_rate_spec {
+	enum ag_rate_measure measure;
+	uint64_t limit;
+	uint64_t window_ms;
+	enum ag_rate_key key;
+	unsigned prefix4;	/* client-ip: 16..32 */
+	unsigned prefix6;	/* client-ip: 32..128 */
+};
+
+const char *ag_rate_measure_name(enum ag_rate_measure m);
+const char *ag_rate_key_name(enum ag_rate_key k);
+
+/*
+ * Parse "MEASURE:LIMIT/WINDOW[:KEY]": measure messages, recipients or
+ * bytes (LIMIT then takes k, M, G suffixes); WINDOW a number with s, m,
+ * h, d or w (plain: seconds), 1 s to 366 d; KEY one of client-ip[/V4[/V6]]
+ * (default /32 and /64), sender, sender-domain, sasl-user, rcpt-domain,
+ * helo; omitted: one pool.  AG_INVALID with a message in ERR.
+ */
+ag_status ag_rate_spec_parse(const char *text, struct ag_rate_spec *out,
+    char *err, size_t errlen);
+
+/* The canonical text (parses back to the same spec). */
+char *ag_rate_spec_format(const struct ag_rate_spec *s, char *buf,
+    size_t bufsz);
+
+/* "1h", "90s", "2d": a window as the largest unit that divides it. */
+char *ag_window_format(uint64_t ms, char *buf, size_t bufsz);
+
 struct ag_rule {
 	int64_t id;
 	int priority;
@@ -99,6 +158,12 @@ struct ag_rule {
 	int64_t spf_disp[AG_SPF_NRESULTS]; /* an enum ag_disp per result */
 	int64_t spf_check;	/* 1 check SPF, 0 do not (e.g. a trusted relay) */
 	int64_t dkim_require;	/* 1: a passing signature of the sender domain */
+	/* rate limits: they layer (see ag_policy_rates) */
+	size_t nrate;
+	struct ag_rate_spec rate[AG_RATE_MAX_PER_RULE];
+	int64_t on_limit;	/* enum ag_disp (tempfail, reject, tag) or unset:
+				 * tempfail */
+	bool exempt;		/* lower-precedence rules' limits do not apply */
 };
 
 /* A rule with no conditions and every setting unset; enabled. */
@@ -163,6 +228,19 @@ bool ag_rule_matches(const struct ag_rule *r, const struct ag_facts *f);
 /* Evaluate FACTS against every enabled rule, in precedence order. */
 void ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
     struct ag_eval *out);
+
+/*
+ * The rules whose rate limits apply to FACTS, in precedence order: every
+ * enabled matching rule that has limits, down to the first matching
+ * --exempt rule not in dry run (its own limits still apply; a dry-run
+ * rule never loosens what is enforced).  Writes at most MAX rules to OUT
+ * and returns how many there are in all.
+ */
+size_t ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
+    const struct ag_rule **out, size_t max);
+
+/* The enabled or disabled rule with ID, or NULL (binary search). */
+const struct ag_rule *ag_policy_find(const struct ag_policy *p, int64_t id);
 
 /* Free the contents of one rule (not the struct itself). */
 void ag_rule_clear(struct ag_rule *r);

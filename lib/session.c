@@ -126,6 +126,7 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	char qid[80], name[LOGVAL_MAX], helo[LOGVAL_MAX], from[LOGVAL_MAX];
 	char addr[AG_ADDR_MAX + 2], would[128] = "", auth[LOGVAL_MAX] = "";
 	char rule[24] = "-", bad[40] = "", spf[400] = "";
+	char rate[AG_RATE_KEY_MAX * 2 + 16] = "";
 
 	ag_log_escape(qid, sizeof(qid), c->qid[0] != '\0' ? c->qid : "NOQUEUE");
 	ag_log_escape(name, sizeof(name), c->client_name);
@@ -149,6 +150,12 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 		snprintf(bad, sizeof(bad), " rejected_rcpts=%zu", m->nrcpt_bad);
 	}
 	sess_auth_logfields(m, spf, sizeof(spf));
+	if (m->rate_hit[0] != '\0') {
+		char esc[AG_RATE_KEY_MAX * 2];
+
+		snprintf(rate, sizeof(rate), " rate_limit=%s",
+		    ag_log_escape(esc, sizeof(esc), m->rate_hit));
+	}
 	if (m->have_would) {
 		snprintf(would, sizeof(would),
 		    " dry_run=yes would=%s would_code=%s would_rule=%lld "
@@ -157,14 +164,14 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 		    m->would.reason != NULL ? m->would.reason : "-");
 	}
 	ag_log_info("%s: client=%s[%s] helo=%s from=<%s>%s rcpts=%zu%s size=%llu%s "
-	    "action=%s%s%s rule=%s reason=%s%s%s",
+	    "action=%s%s%s rule=%s reason=%s%s%s%s",
 	    qid, name, c->ipstr, helo[0] != '\0' ? helo : "-", from, auth,
 	    m->nrcpt_ok, bad,
 	    (unsigned long long)(m->size > 0 ? m->size : m->declared_size), spf,
 	    how != NULL ? how : ag_action_name(v->action),
 	    v->xcode[0] != '\0' ? " code=" : "", v->xcode, rule,
 	    v->reason != NULL ? v->reason : "-", m->trusted ? " trusted=yes" : "",
-	    would);
+	    rate, would);
 }
 
 /* End the current message: log it (when V is given) and free it. */
@@ -179,6 +186,7 @@ msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	if (v != NULL) {
 		msg_log(c, v, how);
 	}
+	sess_rate_end(m, how != NULL && strcmp(how, "accept") == 0);
 	edits_free_array(m->edits, m->nedits);
 	sess_auth_free(m);
 	ag_snapshot_release(m->snap);
@@ -381,6 +389,10 @@ mail_check(struct ag_conn *c, char **argv, struct ag_verdict *v)
 	    over_limit(c, &ev.max_size, m->declared_size, size_verdict, v)) {
 		return;
 	}
+	sess_rate_mail(c, v);
+	if (ag_verdict_is_final(v)) {
+		return;
+	}
 	sess_auth_mail(c, &ev, v);
 }
 
@@ -454,6 +466,10 @@ rcpt_check(struct ag_conn *c, const struct ag_mailaddr *rcpt,
 		return;
 	}
 	if (sess_auth_rcpt(c, &ev, v)) {
+		return;
+	}
+	/* last: a recipient refused for another reason costs no quota */
+	if (sess_rate_rcpt(c, rcpt, v)) {
 		return;
 	}
 	/* the message must fit the smallest limit of its recipients */
@@ -563,6 +579,9 @@ ag_conn_eom(struct ag_conn *c, struct ag_verdict *v,
 		return;
 	}
 	size_so_far(c, v);
+	if (!ag_verdict_is_final(v)) {
+		sess_rate_eom(c, v);
+	}
 	if (!ag_verdict_is_final(v) && !sess_auth_eom(c, v)) {
 		out_of_memory(c, v);
 	}

@@ -12,8 +12,25 @@
 #include "addr.h"
 #include "dkim.h"
 #include "policy.h"
+#include "rate.h"
 #include "session.h"
 #include "spf.h"
+
+/* Rate counters one message may hold (distinct keys); beyond, a
+ * recipient gets 452 4.5.3. */
+#define AG_SESSION_RATE_HOLDS_MAX 1024
+
+/* Quota a message holds on one counter until it ends (session_rate.c). */
+struct rate_hold {
+	char *key;			/* NUL-terminated, keylen bytes */
+	size_t keylen;
+	struct ag_rate_limit lim;
+	enum ag_rate_measure measure;
+	uint64_t cost;			/* taken so far */
+	enum ag_rate_where where;
+	const struct ag_rule *rule;	/* in the pinned snapshot */
+	size_t idx;			/* the limit's index in the rule */
+};
 
 /* Log values are cut here; longer input is still parsed in full. */
 #define LOGVAL_MAX 256
@@ -52,6 +69,10 @@ struct msg {
 	unsigned *ar_forged;		/* their numbers (1-based) claiming us */
 	size_t nforged;
 	size_t forged_cap;
+	/* rate limits */
+	struct rate_hold *holds;
+	size_t nholds;
+	char rate_hit[AG_RATE_KEY_MAX + 1]; /* the counter that refused */
 };
 
 struct ag_conn {
@@ -109,5 +130,20 @@ void sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz);
 
 /* Free what the message holds for these checks. */
 void sess_auth_free(struct msg *m);
+
+/* lib/session_rate.c: rate limits (see the top of that file). */
+
+/* At MAIL FROM, after the size checks; V may become final. */
+void sess_rate_mail(struct ag_conn *c, struct ag_verdict *v);
+
+/* At RCPT TO; true when V (the recipient's answer) is final. */
+bool sess_rate_rcpt(struct ag_conn *c, const struct ag_mailaddr *rcpt,
+    struct ag_verdict *v);
+
+/* End of message: byte limits on the real size; V may become final. */
+void sess_rate_eom(struct ag_conn *c, struct ag_verdict *v);
+
+/* The message ends: keep what it took (COMMIT) or give it back. */
+void sess_rate_end(struct msg *m, bool commit);
 
 #endif

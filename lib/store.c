@@ -65,6 +65,15 @@ static const char *const migrations[] = {
 	" name TEXT NOT NULL,"
 	" value TEXT NOT NULL,"
 	" UNIQUE (rule_id, kind, name));",
+	/*
+	 * 2 -> 3: the checkpoint of the local rate counters: each live key
+	 * and its TAT (ns since the epoch).  Rate limits themselves are
+	 * rule_action rows (rate, 1..16, SPEC), (rate, on-limit, DISP) and
+	 * (rate, exempt, yes).
+	 */
+	"CREATE TABLE rate_state ("
+	" key BLOB PRIMARY KEY,"
+	" tat INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 
@@ -72,6 +81,9 @@ static const char *const migrations[] = {
 #define ACTION_SPF_CHECK "check"	/* the name of spf_check's row */
 #define ACTION_KIND_DKIM "dkim"
 #define ACTION_DKIM_REQUIRE "require"	/* value "yes" */
+#define ACTION_KIND_RATE "rate"
+#define ACTION_RATE_ON_LIMIT "on-limit"
+#define ACTION_RATE_EXEMPT "exempt"	/* value "yes" */
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
     AG_STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -451,6 +463,24 @@ rule_validate(struct ag_store *s, const struct ag_rule *r,
 	if (r->nmatch > 0 && r->match == NULL) {
 		return store_err(s, AG_INVALID, "conditions missing");
 	}
+	if (r->nrate > AG_RATE_MAX_PER_RULE) {
+		return store_err(s, AG_INVALID, "more than %d rate limits",
+		    AG_RATE_MAX_PER_RULE);
+	}
+	for (i = 0; i < r->nrate; i++) {
+		char spec[AG_RATE_SPEC_MAX];
+		struct ag_rate_spec back;
+
+		ag_rate_spec_format(&r->rate[i], spec, sizeof(spec));
+		if (ag_rate_spec_parse(spec, &back, err, sizeof(err)) != AG_OK) {
+			return store_err(s, AG_INVALID, "%s", err);
+		}
+	}
+	if (r->on_limit != AG_LIMIT_UNSET && r->on_limit != AG_DISP_TAG &&
+	    r->on_limit != AG_DISP_TEMPFAIL && r->on_limit != AG_DISP_REJECT) {
+		return store_err(s, AG_INVALID, "on-limit: bad disposition %lld",
+		    (long long)r->on_limit);
+	}
 	for (i = 0; i < r->nmatch; i++) {
 		const struct ag_match *m = &r->match[i];
 
@@ -560,6 +590,21 @@ rule_insert_actions(struct ag_store *s, int64_t id, const struct ag_rule *r)
 	if (rv == AG_OK && r->dkim_require == 1) {
 		rv = action_insert(s, st, id, ACTION_KIND_DKIM,
 		    ACTION_DKIM_REQUIRE, "yes");
+	}
+	for (i = 0; rv == AG_OK && i < r->nrate; i++) {
+		char name[24], spec[AG_RATE_SPEC_MAX];
+
+		snprintf(name, sizeof(name), "%zu", i + 1);
+		rv = action_insert(s, st, id, ACTION_KIND_RATE, name,
+		    ag_rate_spec_format(&r->rate[i], spec, sizeof(spec)));
+	}
+	if (rv == AG_OK && r->on_limit != AG_LIMIT_UNSET) {
+		rv = action_insert(s, st, id, ACTION_KIND_RATE,
+		    ACTION_RATE_ON_LIMIT, ag_disp_name((enum ag_disp)r->on_limit));
+	}
+	if (rv == AG_OK && r->exempt) {
+		rv = action_insert(s, st, id, ACTION_KIND_RATE,
+		    ACTION_RATE_EXEMPT, "yes");
 	}
 	sqlite3_finalize(st);
 	return rv;
@@ -824,6 +869,48 @@ load_matches(struct ag_store *s, struct rule_vec *rv)
 }
 
 
+/* A rate row: a limit (name 1..16), on-limit or exempt. */
+static ag_status
+load_rate_row(struct ag_store *s, struct ag_rule *r, const char *name,
+    const char *value)
+{
+	char err[160];
+	enum ag_disp d;
+	long n;
+	char *end;
+
+	if (strcmp(name, ACTION_RATE_ON_LIMIT) == 0) {
+		if (ag_disp_parse(value, &d) != 0 || d == AG_DISP_ACCEPT) {
+			return store_err(s, AG_PERMFAIL, "rule %lld: bad on-limit "
+			    "'%s' (tempfail, reject or tag)", (long long)r->id,
+			    value);
+		}
+		r->on_limit = d;
+		return AG_OK;
+	}
+	if (strcmp(name, ACTION_RATE_EXEMPT) == 0) {
+		if (strcmp(value, "yes") != 0) {
+			return store_err(s, AG_PERMFAIL, "rule %lld: bad exempt "
+			    "value '%s'", (long long)r->id, value);
+		}
+		r->exempt = true;
+		return AG_OK;
+	}
+	n = strtol(name, &end, 10);
+	if (*name < '1' || *name > '9' || *end != '\0' ||
+	    n > AG_RATE_MAX_PER_RULE || (size_t)n != r->nrate + 1) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: unexpected rate row "
+		    "'%s'", (long long)r->id, name);
+	}
+	if (ag_rate_spec_parse(value, &r->rate[r->nrate], err, sizeof(err)) !=
+	    AG_OK) {
+		return store_err(s, AG_PERMFAIL, "rule %lld: %s",
+		    (long long)r->id, err);
+	}
+	r->nrate++;
+	return AG_OK;
+}
+
 /* Apply one action read from the database to R, checking it. */
 static ag_status
 load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
@@ -847,6 +934,9 @@ load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
 		}
 		r->dkim_require = 1;
 		return AG_OK;
+	}
+	if (strcmp(kind, ACTION_KIND_RATE) == 0) {
+		return load_rate_row(s, r, name, value);
 	}
 	if (strcmp(kind, ACTION_KIND_SPF) != 0) {
 		return store_err(s, AG_PERMFAIL, "rule %lld: unknown action "
@@ -937,4 +1027,85 @@ ag_store_load_policy(struct ag_store *s, struct ag_policy **out)
 		    ag_status_str(st));
 	}
 	return AG_OK;
+}
+
+/* Replace the rate checkpoint with what NEXT yields, atomically. */
+ag_status
+ag_store_rate_save(struct ag_store *s,
+    int (*next)(void *arg, const void **key, size_t *keylen, uint64_t *tat),
+    void *arg, size_t *nsaved)
+{
+	sqlite3_stmt *st = NULL;
+	const void *key;
+	size_t keylen, n = 0;
+	uint64_t tat;
+	ag_status rv;
+	int rc;
+
+	*nsaved = 0;
+	rv = store_writable(s);
+	if (rv == AG_OK) {
+		rv = store_exec(s, "BEGIN IMMEDIATE", "saving rate counters");
+	}
+	if (rv != AG_OK) {
+		return rv;
+	}
+	rv = store_exec(s, "DELETE FROM rate_state", "saving rate counters");
+	if (rv == AG_OK) {
+		rv = store_prepare(s, "INSERT OR REPLACE INTO rate_state "
+		    "(key, tat) VALUES (?, ?)", &st, "saving rate counters");
+	}
+	while (rv == AG_OK && next(arg, &key, &keylen, &tat) == 1) {
+		if (tat > INT64_MAX) {
+			continue;
+		}
+		sqlite3_reset(st);
+		sqlite3_bind_blob(st, 1, key, (int)keylen, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)tat);
+		rc = sqlite3_step(st);
+		if (rc != SQLITE_DONE) {
+			rv = store_sqlerr(s, rc, "saving rate counters");
+		}
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rv == AG_OK) {
+		rv = store_exec(s, "COMMIT", "saving rate counters");
+	}
+	if (rv != AG_OK) {
+		store_rollback(s);
+		return rv;
+	}
+	*nsaved = n;
+	return AG_OK;
+}
+
+/* Read the rate checkpoint back. */
+ag_status
+ag_store_rate_load(struct ag_store *s,
+    void (*cb)(void *arg, const void *key, size_t keylen, uint64_t tat),
+    void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	ag_status rv;
+	int rc = SQLITE_DONE, len;
+	sqlite3_int64 tat;
+
+	rv = store_prepare(s, "SELECT key, tat FROM rate_state", &st,
+	    "reading rate counters");
+	while (rv == AG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const void *key = sqlite3_column_blob(st, 0);
+
+		len = sqlite3_column_bytes(st, 0);
+		tat = sqlite3_column_int64(st, 1);
+		if (key == NULL || len <= 0 || tat <= 0) {
+			continue;	/* not ours: skip, never trust it */
+		}
+		cb(arg, key, (size_t)len, (uint64_t)tat);
+	}
+	if (rv == AG_OK && rc != SQLITE_DONE) {
+		rv = store_sqlerr(s, rc, "reading rate counters");
+	}
+	sqlite3_finalize(st);
+	return rv;
 }

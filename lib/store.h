@@ -23,7 +23,7 @@
 #include "status.h"
 
 /* The schema version this program writes (PRAGMA user_version). */
-#define AG_STORE_SCHEMA_VERSION 2
+#define AG_STORE_SCHEMA_VERSION 3
 
 enum {
 	AG_STORE_CREATE = 1 << 0,	/* create file and schema if missing */
@@ -63,5 +63,18 @@ ag_status ag_store_rule_add(struct ag_store *s, const struct ag_rule *rule,
     int64_t *id);
 ag_status ag_store_rule_del(struct ag_store *s, int64_t id);
 ag_status ag_store_rule_set_enabled(struct ag_store *s, int64_t id, bool on);
+
+/*
+ * The checkpoint of the local rate counters (table rate_state).  Save
+ * replaces every saved key, in one transaction, with what NEXT yields
+ * (it returns 1 with a key, 0 at the end); Load calls CB for each saved
+ * key.  TATs are nanoseconds since the epoch.
+ */
+ag_status ag_store_rate_save(struct ag_store *s,
+    int (*next)(void *arg, const void **key, size_t *keylen, uint64_t *tat),
+    void *arg, size_t *nsaved);
+ag_status ag_store_rate_load(struct ag_store *s,
+    void (*cb)(void *arg, const void *key, size_t keylen, uint64_t tat),
+    void *arg);
 
 #endif

@@ -613,6 +613,9 @@ class Authgate:
             "DNSServer": "127.0.0.1@9",
             "DNSTimeout": "500",
             "SPFCheck": "no",
+            # authgatectl counters reaches the daemon here (never the
+            # system-wide default, which parallel tests would share)
+            "ControlSocket": os.path.join(workdir, name + ".ctl"),
         }
         if conf:
             self.settings.update(conf)
@@ -764,7 +767,7 @@ class Authgate:
 
     # -- admin CLI --
     def ctl(self, *args, timeout=30):
-        return run([AUTHGATECTL, "-d", self.db] + list(args), timeout=timeout)
+        return run([AUTHGATECTL, "-c", self.conf_path, "-d", self.db] + list(args), timeout=timeout)
 
     def add_rule(self, *args):
         """authgatectl rule add ARGS...; returns the new id (str).  Raises

@@ -636,6 +636,59 @@ test_long_value_message(void **state)
 	assert_null(c);
 }
 
+/* The rate keywords: bad values refused, the control socket's path. */
+static void
+test_rate_keywords(void **state)
+{
+	static const struct {
+		const char *text;
+		ag_status st;
+	} cases[] = {
+		{ "RateBackend local", AG_OK },
+		{ "RateBackend redis://127.0.0.1", AG_OK },
+		{ "RateBackend redis://[::1]:6379/15", AG_OK },
+		{ "RateBackend unix:/run/redis/redis.sock", AG_OK },
+		{ "RateBackend redis", AG_INVALID },
+		{ "RateBackend http://127.0.0.1", AG_INVALID },
+		{ "RateBackend redis://127.0.0.1:99999", AG_INVALID },
+		{ "RateBackend redis://127.0.0.1/x", AG_INVALID },
+		{ "On-RateBackendError reject", AG_INVALID },
+		{ "On-RateBackendError Accept", AG_OK },
+		{ "RateBackendTimeout 5", AG_INVALID },
+		{ "RateMaxKeys 10", AG_INVALID },
+		{ "RateCheckpointInterval 0", AG_INVALID },
+		{ "ControlSocket ctl.sock", AG_INVALID },
+	};
+	struct ag_config *c = NULL;
+	char err[ERRSZ], path[128];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ag_status st = ag_config_load_string(cases[i].text, "t.conf",
+		    &c, err, sizeof(err));
+
+		if (st != cases[i].st) {
+			fail_msg("%s: got %s (%s)", cases[i].text,
+			    ag_status_str(st), err);
+		}
+		ag_config_unref(c);
+		c = NULL;
+	}
+	assert_int_equal(ag_config_load_string("Socket unix:/var/spool/ag/"
+	    "milter.sock", "t", &c, err, sizeof(err)), AG_OK);
+	assert_false(ag_config_rate_redis(c));
+	assert_true(ag_config_control_path(c, path, sizeof(path)));
+	assert_string_equal(path, "/var/spool/ag/control.sock");
+	ag_config_unref(c);
+	assert_int_equal(ag_config_load_string("Socket inet:8891@127.0.0.1",
+	    "t", &c, err, sizeof(err)), AG_OK);
+	assert_true(ag_config_control_path(c, path, sizeof(path)));
+	assert_string_equal(path, AG_CONFIG_DEFAULT_CONTROL);
+	assert_false(ag_config_control_path(c, path, 8));
+	ag_config_unref(c);
+}
+
 /* Everything set at once, then loaded again from its own dump. */
 static void
 test_full_and_round_trip(void **state)
@@ -671,7 +724,13 @@ test_full_and_round_trip(void **state)
 	    "DKIMVerify no\r\n"
 	    "DKIMMaxSignatures 8\r\n"
 	    "DKIMTimeout 4000\r\n"
-	    "AuthservIDStrip mx1.example.org, mx2.example.org\r\n";
+	    "AuthservIDStrip mx1.example.org, mx2.example.org\r\n"
+	    "RateBackend redis://:secret@127.0.0.1:6380/2\r\n"
+	    "RateBackendTimeout 100\r\n"
+	    "On-RateBackendError tempfail\r\n"
+	    "RateMaxKeys 5000\r\n"
+	    "RateCheckpointInterval 10\r\n"
+	    "ControlSocket /run/ag/ctl.sock\r\n";
 	struct ag_config *c = NULL, *c2 = NULL;
 	char err[ERRSZ];
 	char *d1, *d2;
@@ -697,6 +756,13 @@ test_full_and_round_trip(void **state)
 	assert_false(c->spf_check);
 	assert_string_equal(c->authserv_strip, "mx1.example.org mx2.example.org");
 	assert_int_equal(c->dkim_max_sigs, 8);
+	assert_string_equal(c->rate_backend, "redis://:secret@127.0.0.1:6380/2");
+	assert_true(ag_config_rate_redis(c));
+	assert_int_equal(c->rate_backend_timeout, 100);
+	assert_int_equal(c->on_rate_backend_error, AG_RB_TEMPFAIL);
+	assert_int_equal(c->rate_max_keys, 5000);
+	assert_int_equal(c->rate_checkpoint_interval, 10);
+	assert_string_equal(c->control_socket, "/run/ag/ctl.sock");
 	free(d1);
 	free(d2);
 	ag_config_unref(c);
@@ -917,7 +983,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 31);
+	assert_int_equal(i, 37);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 
@@ -1003,6 +1069,7 @@ main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_file_unreadable),
 		cmocka_unit_test(test_set),
+		cmocka_unit_test(test_rate_keywords),
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_dump_golden),
 		cmocka_unit_test(test_keywords),

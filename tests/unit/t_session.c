@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -33,6 +34,9 @@ struct rspec {
 	int64_t max_size;
 	int64_t max_rcpts;
 	bool dry_run;
+	const char *rate1, *rate2;	/* --rate specs */
+	const char *on_limit;		/* tempfail (unset), reject, tag */
+	bool exempt;
 };
 
 /* Add a rule to the test database; returns its id. */
@@ -61,6 +65,24 @@ add_rule(const struct rspec *rs)
 	r.match = m;
 	r.max_size = rs->max_size != 0 ? rs->max_size : AG_LIMIT_UNSET;
 	r.max_rcpts = rs->max_rcpts != 0 ? rs->max_rcpts : AG_LIMIT_UNSET;
+	r.exempt = rs->exempt;
+	for (const char *const *sp = &rs->rate1; sp <= &rs->rate2; sp++) {
+		char err[256];
+
+		if (*sp != NULL) {
+			if (ag_rate_spec_parse(*sp, &r.rate[r.nrate], err,
+			    sizeof(err)) != AG_OK) {
+				fail_msg("%s", err);
+			}
+			r.nrate++;
+		}
+	}
+	if (rs->on_limit != NULL) {
+		enum ag_disp d;
+
+		assert_int_equal(ag_disp_parse(rs->on_limit, &d), 0);
+		r.on_limit = d;
+	}
 	assert_int_equal(ag_store_open(dbpath, AG_STORE_CREATE, 1000, &s), AG_OK);
 	assert_int_equal(ag_store_rule_add(s, &r, &id), AG_OK);
 	ag_store_close(s);
@@ -686,6 +708,230 @@ reset_db(void **state)
 	return 0;
 }
 
+
+/* ---- rate limits ----------------------------------------------------- */
+
+static uint64_t fake_now = 1700000000000ULL;	/* ms, moved by the tests */
+
+static uint64_t
+fake_clock(void *arg)
+{
+	(void)arg;
+	return fake_now;
+}
+
+/* Open FX with the engine's rate clock under the test's control. */
+static void
+fx_open_clocked(struct fixture *fx, const char *extra, const char *ip)
+{
+	const struct ag_snapshot *snap;
+
+	fx_open(fx, extra, ip);
+	snap = ag_engine_acquire(fx->eng);
+	ag_rater_set_clock(snap->rater, fake_clock, NULL);
+	ag_snapshot_release(snap);
+}
+
+/* One whole message from FROM to TO; V is the last verdict. */
+static void
+send_one(struct fixture *fx, const char *from, const char *to,
+    const char *size, size_t body, struct ag_verdict *v)
+{
+	mail(fx, from, size, v);
+	if (ag_verdict_is_final(v)) {
+		return;
+	}
+	rcpt(fx, to, v);
+	if (ag_verdict_is_final(v)) {
+		ag_conn_abort(fx->conn);
+		return;
+	}
+	message(fx, body, v);
+}
+
+/* Messages per client: a burst, then one every WINDOW/LIMIT; abort and
+ * rejection give the quota back. */
+static void
+test_rate_messages(void **state)
+{
+	struct rspec r = { .rate1 = "messages:2/1h:client-ip" };
+	struct rspec big = { .priority = 10, .f1 = "sender",
+	    .v1 = "big@example.com", .max_size = 100 };
+	struct fixture fx;
+	struct ag_verdict v;
+	int i;
+
+	(void)state;
+	add_rule(&r);
+	add_rule(&big);
+	fx_open_clocked(&fx, NULL, "192.0.2.1");
+	/* aborted and rejected transactions cost nothing */
+	for (i = 0; i < 5; i++) {
+		mail(&fx, "<a@example.com>", NULL, &v);
+		expect(&v, AG_ACT_CONTINUE, "", "", "mail before abort");
+		ag_conn_abort(fx.conn);
+		send_one(&fx, "<big@example.com>", "<b@example.net>", NULL, 500,
+		    &v);
+		expect(&v, AG_ACT_REJECT, "552", "5.3.4", "rejected in the body");
+	}
+	for (i = 0; i < 2; i++) {
+		send_one(&fx, "<a@example.com>", "<b@example.net>", NULL, 10, &v);
+		expect(&v, AG_ACT_CONTINUE, "", "", "within the burst");
+	}
+	mail(&fx, "<a@example.com>", NULL, &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.7.1", "over the limit");
+	assert_string_equal(v.reason, "rate");
+	assert_non_null(strstr(v.text, "2 messages per 1h for client-ip "
+	    "192.0.2.1/32, try again in 1800 seconds"));
+	/* half the window later exactly one more passes */
+	fake_now += 1800 * 1000;
+	send_one(&fx, "<a@example.com>", "<b@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "refilled one");
+	mail(&fx, "<a@example.com>", NULL, &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.7.1", "and only one");
+	fx_close(&fx);
+
+	/* another client has its own counter */
+	fx_open_clocked(&fx, NULL, "192.0.2.2");
+	send_one(&fx, "<a@example.com>", "<b@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "other client");
+	fx_close(&fx);
+}
+
+/* Recipients counted per RCPT; a refused recipient costs nothing. */
+static void
+test_rate_recipients(void **state)
+{
+	struct rspec r = { .rate1 = "recipients:3/1h:sender",
+	    .on_limit = "reject" };
+	struct fixture fx;
+	struct ag_verdict v;
+
+	(void)state;
+	add_rule(&r);
+	fx_open_clocked(&fx, NULL, "192.0.2.1");
+	mail(&fx, "<a@example.com>", NULL, &v);
+	rcpt(&fx, "<1@example.net>", &v);
+	rcpt(&fx, "<2@example.net>", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "rcpt 2");
+	ag_conn_abort(fx.conn);		/* both given back */
+	mail(&fx, "<A@Example.com>", NULL, &v);	/* same key, any case */
+	rcpt(&fx, "<1@example.net>", &v);
+	rcpt(&fx, "<2@example.net>", &v);
+	rcpt(&fx, "<3@example.net>", &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "rcpt 3");
+	rcpt(&fx, "<4@example.net>", &v);
+	expect(&v, AG_ACT_REJECT, "550", "5.7.1", "rcpt 4");
+	assert_non_null(strstr(v.text, "Rate limit exceeded: 3 recipients "
+	    "per 1h for sender a@example.com"));
+	message(&fx, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "the three are accepted");
+	send_one(&fx, "<a@example.com>", "<5@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_REJECT, "550", "5.7.1", "quota kept after accept");
+	fx_close(&fx);
+}
+
+/* Bytes: SIZE= reserves, the real size trues it up at end of message. */
+static void
+test_rate_bytes(void **state)
+{
+	struct rspec r = { .rate1 = "bytes:1000/1h:sender-domain" };
+	struct fixture fx;
+	struct ag_verdict v;
+
+	(void)state;
+	add_rule(&r);
+	fx_open_clocked(&fx, NULL, "192.0.2.1");
+	/* declares 600, sends about 300: 300 or so stay used */
+	send_one(&fx, "<a@example.com>", "<b@example.net>", "600", 270, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "declared 600, sent less");
+	send_one(&fx, "<b@example.com>", "<b@example.net>", "600", 270, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "fits after the true-up");
+	mail(&fx, "<c@example.com>", "600", &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.7.1", "over the byte quota");
+	/* no SIZE=: decided at end of message */
+	send_one(&fx, "<c@example.com>", "<b@example.net>", NULL, 600, &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.7.1", "eom over the quota");
+	/* bigger than the whole quota: never, so a permanent answer */
+	mail(&fx, "<d@example.com>", "5000", &v);
+	expect(&v, AG_ACT_REJECT, "552", "5.3.4", "larger than the quota");
+	fx_close(&fx);
+}
+
+/* Layered limits down to an exemption; tag and dry run only note. */
+static void
+test_rate_layers(void **state)
+{
+	struct rspec mbox = { .priority = 10, .f1 = "sender-domain",
+	    .v1 = "corp.example", .rate1 = "messages:2/1h:sender" };
+	struct rspec dom = { .priority = 20, .f1 = "sender-domain",
+	    .v1 = "corp.example", .rate1 = "messages:3/1h:sender-domain" };
+	struct rspec boss = { .priority = 5, .f1 = "sender",
+	    .v1 = "boss@corp.example", .exempt = true };
+	struct rspec tag = { .priority = 30, .f1 = "sender-domain",
+	    .v1 = "tag.example", .rate1 = "messages:1/1h", .on_limit = "tag" };
+	struct fixture fx;
+	struct ag_verdict v;
+	int64_t dom_id;
+	int i;
+
+	(void)state;
+	add_rule(&mbox);
+	dom_id = add_rule(&dom);
+	add_rule(&boss);
+	add_rule(&tag);
+	fx_open_clocked(&fx, NULL, "192.0.2.1");
+	for (i = 0; i < 5; i++) {
+		send_one(&fx, "<boss@corp.example>", "<b@example.net>", NULL,
+		    10, &v);
+		expect(&v, AG_ACT_CONTINUE, "", "", "exempt");
+	}
+	send_one(&fx, "<a@corp.example>", "<b@example.net>", NULL, 10, &v);
+	send_one(&fx, "<a@corp.example>", "<b@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "a: 2 of 2");
+	mail(&fx, "<a@corp.example>", NULL, &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.7.1", "a: per-mailbox limit");
+	send_one(&fx, "<b@corp.example>", "<b@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "b: domain has 3");
+	mail(&fx, "<c@corp.example>", NULL, &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.7.1", "c: the domain pool");
+	assert_int_equal(v.rule_id, dom_id);
+	send_one(&fx, "<x@tag.example>", "<b@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "tag: first");
+	assert_false(v.dry_run);
+	mail(&fx, "<x@tag.example>", NULL, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "tag only");
+	assert_true(v.dry_run);
+	ag_conn_abort(fx.conn);
+	fx_close(&fx);
+}
+
+/* Counters outlive the engine through the checkpoint. */
+static void
+test_rate_checkpoint(void **state)
+{
+	struct rspec r = { .rate1 = "messages:2/1h:sender" };
+	struct fixture fx;
+	struct ag_verdict v;
+
+	(void)state;
+	/* the restore at start compares with the wall clock */
+	fake_now = (uint64_t)time(NULL) * 1000;
+	add_rule(&r);
+	fx_open_clocked(&fx, NULL, "192.0.2.1");
+	send_one(&fx, "<a@example.com>", "<b@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "first");
+	ag_engine_save(fx.eng);
+	fx_close(&fx);
+
+	fx_open_clocked(&fx, NULL, "192.0.2.1");
+	send_one(&fx, "<a@example.com>", "<b@example.net>", NULL, 10, &v);
+	expect(&v, AG_ACT_CONTINUE, "", "", "second, after the restart");
+	mail(&fx, "<a@example.com>", NULL, &v);
+	expect(&v, AG_ACT_TEMPFAIL, "451", "4.7.1", "third: restored");
+	fx_close(&fx);
+}
+
 int
 main(void)
 {
@@ -700,6 +946,11 @@ main(void)
 		cmocka_unit_test_setup(test_snapshot_pinned, reset_db),
 		cmocka_unit_test_setup(test_dkim_require, reset_db),
 		cmocka_unit_test_setup(test_forged_ar_removed, reset_db),
+		cmocka_unit_test_setup(test_rate_messages, reset_db),
+		cmocka_unit_test_setup(test_rate_recipients, reset_db),
+		cmocka_unit_test_setup(test_rate_bytes, reset_db),
+		cmocka_unit_test_setup(test_rate_layers, reset_db),
+		cmocka_unit_test_setup(test_rate_checkpoint, reset_db),
 	};
 
 	ag_log_open("t_session", LOG_MAIL, 0);

@@ -457,6 +457,21 @@ test_bad_rows(void **state)
 		{ "row: bad spf check value", "INSERT INTO rule_action VALUES "
 		    "(1, 'spf', 'check', 'yes')",
 		    "rule 1: bad spf check value 'yes'" },
+		{ "row: bad rate spec", "INSERT INTO rule_action VALUES "
+		    "(1, 'rate', '1', 'messages:10/0s')",
+		    "rule 1: rate 'messages:10/0s': the window" },
+		{ "row: rate out of order", "INSERT INTO rule_action VALUES "
+		    "(1, 'rate', '2', 'messages:10/1h')",
+		    "rule 1: unexpected rate row '2'" },
+		{ "row: rate name junk", "INSERT INTO rule_action VALUES "
+		    "(1, 'rate', '1x', 'messages:10/1h')",
+		    "rule 1: unexpected rate row '1x'" },
+		{ "row: bad on-limit", "INSERT INTO rule_action VALUES "
+		    "(1, 'rate', 'on-limit', 'accept')",
+		    "rule 1: bad on-limit 'accept'" },
+		{ "row: bad exempt", "INSERT INTO rule_action VALUES "
+		    "(1, 'rate', 'exempt', 'no')",
+		    "rule 1: bad exempt value 'no'" },
 	};
 	struct ag_policy *p = NULL;
 	struct ag_store *s;
@@ -594,6 +609,123 @@ test_spf_round_trip(void **state)
 	    "AND name = 'fail' AND value = 'accept'") != 1) {
 		fail_msg("spf round trip: rule_action rows not as documented");
 	}
+}
+
+/* Rate limits, on-limit and exempt survive the store as documented. */
+static void
+test_rate_round_trip(void **state)
+{
+	static const char *const specs[] = { "messages:100/1h:sender",
+	    "recipients:1000/1d", "bytes:50M/1d:client-ip/24/48" };
+	const struct ag_rule *got;
+	struct ag_policy *p;
+	struct ag_store *s;
+	struct ag_rule r;
+	char path[512], err[256], buf[AG_RATE_SPEC_MAX];
+	int64_t id, id2;
+	size_t i;
+
+	(void)state;
+	s = open_want("rate round trip", db_path(path, sizeof(path), "rate"),
+	    AG_STORE_CREATE, AG_OK);
+	rule_make(&r, 10, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+	for (i = 0; i < (sizeof(specs) / sizeof(specs[0])); i++) {
+		assert_int_equal(ag_rate_spec_parse(specs[i], &r.rate[i], err,
+		    sizeof(err)), AG_OK);
+	}
+	r.nrate = (sizeof(specs) / sizeof(specs[0]));
+	r.on_limit = AG_DISP_REJECT;
+	id = add_rule_ok(s, &r);
+	rule_make(&r, 5, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+	r.exempt = true;
+	id2 = add_rule_ok(s, &r);
+	/* refused before anything is written */
+	rule_make(&r, 5, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
+	r.on_limit = AG_DISP_ACCEPT;
+	assert_int_equal(ag_store_rule_add(s, &r, NULL), AG_INVALID);
+	r.on_limit = AG_LIMIT_UNSET;
+	r.nrate = AG_RATE_MAX_PER_RULE + 1;
+	assert_int_equal(ag_store_rule_add(s, &r, NULL), AG_INVALID);
+	ag_rule_clear(&r);
+	p = load_ok(s);
+	got = find(p, id);
+	assert_non_null(got);
+	assert_int_equal(got->nrate, (sizeof(specs) / sizeof(specs[0])));
+	assert_string_equal(ag_rate_spec_format(&got->rate[2], buf,
+	    sizeof(buf)), "bytes:50M/1d:client-ip/24/48");
+	assert_int_equal(got->on_limit, AG_DISP_REJECT);
+	assert_false(got->exempt);
+	assert_true(find(p, id2)->exempt);
+	assert_int_equal(find(p, id2)->on_limit, AG_LIMIT_UNSET);
+	ag_policy_free(p);
+	ag_store_close(s);
+	if (raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = "
+	    "'rate' AND name = '1' AND value = 'messages:100/1h:sender'") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = "
+	    "'rate' AND name = 'on-limit' AND value = 'reject'") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = "
+	    "'rate' AND name = 'exempt' AND value = 'yes'") != 1) {
+		fail_msg("rate round trip: rule_action rows not as documented");
+	}
+}
+
+/* The checkpoint table: save replaces, load gives back, junk skipped. */
+struct ckpt {
+	size_t i, n;
+	size_t seen;
+	uint64_t sum;
+};
+
+static int
+ckpt_next(void *arg, const void **key, size_t *keylen, uint64_t *tat)
+{
+	static const char *const keys[] = { "1.1:sender=a@example.com",
+	    "1.2:pool", "2.1:client-ip=192.0.2.0/24" };
+	struct ckpt *c = arg;
+
+	if (c->i >= c->n) {
+		return 0;
+	}
+	*key = keys[c->i];
+	*keylen = strlen(keys[c->i]);
+	*tat = 1000 + c->i;
+	c->i++;
+	return 1;
+}
+
+static void
+ckpt_cb(void *arg, const void *key, size_t keylen, uint64_t tat)
+{
+	struct ckpt *c = arg;
+
+	(void)key;
+	assert_true(keylen > 0);
+	c->seen++;
+	c->sum += tat;
+}
+
+static void
+test_rate_checkpoint(void **state)
+{
+	struct ckpt c = { 0, 3, 0, 0 };
+	struct ag_store *s;
+	char path[512];
+	size_t n = 0;
+
+	(void)state;
+	s = open_want("rate checkpoint", db_path(path, sizeof(path), "ckpt"),
+	    AG_STORE_CREATE, AG_OK);
+	assert_int_equal(ag_store_rate_save(s, ckpt_next, &c, &n), AG_OK);
+	assert_int_equal(n, 3);
+	c = (struct ckpt){ 0, 1, 0, 0 };
+	assert_int_equal(ag_store_rate_save(s, ckpt_next, &c, &n), AG_OK);
+	assert_int_equal(n, 1);		/* replaced, not added */
+	raw_exec(path, "INSERT INTO rate_state VALUES (x'', 5);"
+	    "INSERT INTO rate_state VALUES ('neg', -5);");
+	assert_int_equal(ag_store_rate_load(s, ckpt_cb, &c), AG_OK);
+	assert_int_equal(c.seen, 1);	/* the junk rows are skipped */
+	assert_int_equal(c.sum, 1000);
+	ag_store_close(s);
 }
 
 /* SPF settings out of range are refused before anything is written. */
@@ -1149,6 +1281,8 @@ main(void)
 		cmocka_unit_test(test_bad_rule),
 		cmocka_unit_test(test_bad_rows),
 		cmocka_unit_test(test_spf_round_trip),
+		cmocka_unit_test(test_rate_round_trip),
+		cmocka_unit_test(test_rate_checkpoint),
 		cmocka_unit_test(test_bad_spf_rule),
 		cmocka_unit_test(test_action_cascade),
 		cmocka_unit_test(test_migrate_v1),
