@@ -111,25 +111,25 @@ control_main(void *arg)
 	return NULL;
 }
 
-void
-ag_control_start(struct ag_engine *e, const char *path)
+bool
+ag_control_bind(const char *path)
 {
 	struct sockaddr_un sa;
-	sigset_t set, old;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		ag_log_err("ControlSocket %s: path too long; authgatectl "
 		    "counters will not work", path);
-		return;
+		return false;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	ctl.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (ctl.fd < 0) {
 		ag_log_err("control socket: %s", strerror(errno));
-		return;
+		return false;
 	}
+	/* a stale socket from an earlier run; unlink never follows links */
 	(void)unlink(path);
 	if (bind(ctl.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
 	    listen(ctl.fd, 8) != 0) {
@@ -137,9 +137,20 @@ ag_control_start(struct ag_engine *e, const char *path)
 		    "not work", path, strerror(errno));
 		close(ctl.fd);
 		ctl.fd = -1;
-		return;
+		return false;
 	}
 	snprintf(ctl.path, sizeof(ctl.path), "%s", path);
+	return true;
+}
+
+void
+ag_control_start(struct ag_engine *e)
+{
+	sigset_t set, old;
+
+	if (ctl.fd < 0) {
+		return;
+	}
 	ctl.eng = e;
 	/* the signals belong to the main thread */
 	sigfillset(&set);

@@ -7,9 +7,14 @@
 
 #include "engine.h"
 
-/* Bind PATH (an old socket there is replaced) and serve requests in a
- * thread of its own.  Failure is logged; the daemon runs on without. */
-void ag_control_start(struct ag_engine *e, const char *path);
+#include <stdbool.h>
+
+/* Bind PATH (an old socket there is replaced), before privileges are
+ * dropped.  Failure is logged and false: the daemon runs on without. */
+bool ag_control_bind(const char *path);
+
+/* Serve requests on the bound socket in a thread of its own. */
+void ag_control_start(struct ag_engine *e);
 
 /* Stop serving, and remove the socket. */
 void ag_control_stop(void);

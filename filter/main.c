@@ -405,7 +405,7 @@ open_socket_and_drop(const struct ag_config *cfg, const char *sock)
 {
 	uid_t uid = 0;
 	gid_t gid = 0;
-	char user[256] = "";
+	char user[256] = "", ctlpath[256];
 	bool drop = cfg->user_id != NULL && geteuid() == 0;
 	const char *path = socket_path(sock);
 
@@ -434,6 +434,17 @@ open_socket_and_drop(const struct ag_config *cfg, const char *sock)
 	if (path != NULL && drop && chown(path, uid, gid) != 0) {
 		ag_log_err("cannot chown %s: %s", path, strerror(errno));
 		exit(1);
+	}
+	if (!ag_config_control_path(cfg, ctlpath, sizeof(ctlpath))) {
+		ag_log_err("ControlSocket: path too long");
+	} else {
+		ensure_dir(ctlpath, drop, uid, gid);
+		if (ag_control_bind(ctlpath) && drop &&
+		    chown(ctlpath, uid, gid) != 0) {
+			ag_log_err("cannot chown %s: %s", ctlpath,
+			    strerror(errno));
+			exit(1);
+		}
 	}
 	if (cfg->pid_file != NULL && write_pidfile(cfg->pid_file) != 0) {
 		exit(1);
@@ -538,7 +549,6 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	pthread_t tid;
 	int mrc = MI_FAILURE, rc;
 	sigset_t set, old;
-	char ctlpath[256];
 
 	if (!o->foreground && daemonize() != 0) {
 		ag_log_err("cannot become a daemon: %s", strerror(errno));
@@ -565,9 +575,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 		return 1;
 	}
 	ag_milter_set_engine(e);
-	if (ag_config_control_path(cfg, ctlpath, sizeof(ctlpath))) {
-		ag_control_start(e, ctlpath);
-	}
+	ag_control_start(e);
 	/* ready: the socket is bound and the policy (or its failure) known */
 	ag_log_info("listening on %s", sock);
 	if (start_milter(&tid, &mrc) != 0) {

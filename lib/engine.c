@@ -53,12 +53,14 @@ struct ag_engine {
 	struct ag_store *store;		/* NULL while the database fails */
 	bool create;
 	int64_t data_version;		/* last seen, -1 unknown */
+	int64_t policy_version;		/* of the policy loaded, -1 unknown */
 	bool db_failing;		/* to log a failure once, and recovery */
 	uint64_t generation;
 	struct checkers *chk;		/* for the next snapshot; may be NULL */
 
 	struct ag_rater *rater;		/* rate counters: for the life of e */
 	bool rate_restored;		/* the checkpoint was read back */
+	char rate_owner[512];		/* who we are in rate_state */
 	bool checkpoint_failing;	/* to log a failure once */
 	struct timespec last_checkpoint; /* CLOCK_MONOTONIC */
 
@@ -277,9 +279,10 @@ db_open(struct ag_engine *e, char *err, size_t errlen)
 		    "nothing can be written to it", e->cfg->database);
 	}
 	e->data_version = -1;
+	e->policy_version = -1;
 	if (!e->rate_restored && e->rater != NULL) {
 		e->rate_restored = true;
-		(void)ag_rater_restore(e->rater, e->store);
+		(void)ag_rater_restore(e->rater, e->store, e->rate_owner);
 	}
 	return AG_OK;
 }
@@ -306,7 +309,7 @@ rate_checkpoint(struct ag_engine *e, bool force)
 	    ag_store_is_readonly(e->store)) {
 		return;		/* the database trouble is logged elsewhere */
 	}
-	if (ag_rater_checkpoint(e->rater, e->store) != AG_OK) {
+	if (ag_rater_checkpoint(e->rater, e->store, e->rate_owner) != AG_OK) {
 		if (!e->checkpoint_failing) {
 			ag_log_err("rate counters are not being saved: a "
 			    "restart will forget them");
@@ -327,7 +330,7 @@ db_refresh(struct ag_engine *e, bool force)
 {
 	char err[256] = "";
 	struct ag_policy *pol = NULL;
-	int64_t dv = -1;
+	int64_t dv = -1, pv = -1;
 	ag_status st;
 
 	st = db_open(e, err, sizeof(err));
@@ -336,6 +339,15 @@ db_refresh(struct ag_engine *e, bool force)
 		if (st == AG_OK && !force && !e->db_failing &&
 		    dv == e->data_version) {
 			return;		/* nothing changed */
+		}
+		if (st == AG_OK) {
+			st = ag_store_policy_version(e->store, &pv);
+		}
+		if (st == AG_OK && !force && !e->db_failing &&
+		    pv == e->policy_version) {
+			/* a write that is not a rule change (counters) */
+			e->data_version = dv;
+			return;
 		}
 		if (st == AG_OK) {
 			st = ag_store_load_policy(e->store, &pol);
@@ -357,6 +369,7 @@ db_refresh(struct ag_engine *e, bool force)
 		}
 		e->db_failing = false;
 		e->data_version = dv;
+		e->policy_version = pv;
 		publish(e, ag_config_ref(e->cfg), polref_new(pol), false, NULL);
 		return;
 	}
@@ -381,11 +394,13 @@ ag_engine_new(struct ag_config *cfg, bool create, struct ag_engine **out)
 	e->cfg = ag_config_ref(cfg);
 	e->create = create;
 	e->data_version = -1;
+	e->policy_version = -1;
 	if (ag_rater_new(cfg->rate_max_keys, &e->rater) != AG_OK) {
 		ag_engine_free(e);
 		return AG_NOMEM;
 	}
 	ag_rater_configure(e->rater, cfg);
+	ag_rater_owner(cfg, e->rate_owner, sizeof(e->rate_owner));
 	clock_gettime(CLOCK_MONOTONIC, &e->last_checkpoint);
 
 	pthread_mutex_lock(&e->db_lock);

@@ -724,7 +724,8 @@ ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
 			}
 			n++;
 		}
-		if (r->exempt && !r->dry_run) {
+		/* only an enforcing rule may loosen what is enforced */
+		if (r->exempt && !r->dry_run && r->on_limit != AG_DISP_TAG) {
 			break;
 		}
 	}

@@ -232,8 +232,8 @@ void ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 /*
  * The rules whose rate limits apply to FACTS, in precedence order: every
  * enabled matching rule that has limits, down to the first matching
- * --exempt rule not in dry run (its own limits still apply; a dry-run
- * rule never loosens what is enforced).  Writes at most MAX rules to OUT
+ * --exempt rule not in dry run nor tag-only (its own limits still apply;
+ * a rule that does not enforce never loosens what is enforced).  Writes at most MAX rules to OUT
  * and returns how many there are in all.
  */
 size_t ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "rate.h"
@@ -293,8 +294,20 @@ pack_next(void *arg, const void **key, size_t *keylen, uint64_t *tat)
 	return 1;
 }
 
+void
+ag_rater_owner(const struct ag_config *cfg, char *buf, size_t bufsz)
+{
+	char host[256];
+
+	if (gethostname(host, sizeof(host)) != 0) {
+		snprintf(host, sizeof(host), "localhost");
+	}
+	host[sizeof(host) - 1] = '\0';
+	snprintf(buf, bufsz, "%s %s", host, cfg->socket);
+}
+
 ag_status
-ag_rater_checkpoint(struct ag_rater *r, struct ag_store *s)
+ag_rater_checkpoint(struct ag_rater *r, struct ag_store *s, const char *owner)
 {
 	struct pack p;
 	size_t n = 0;
@@ -308,7 +321,7 @@ ag_rater_checkpoint(struct ag_rater *r, struct ag_store *s)
 		ag_log_err("rate checkpoint: out of memory");
 		return AG_NOMEM;
 	}
-	st = ag_store_rate_save(s, pack_next, &p, &n);
+	st = ag_store_rate_save(s, owner, pack_next, &p, &n);
 	free(p.buf);
 	if (st != AG_OK) {
 		ag_log_err("rate checkpoint not saved: %s", ag_store_errstr(s));
@@ -340,12 +353,12 @@ restore_one(void *arg, const void *key, size_t keylen, uint64_t tat)
 }
 
 ag_status
-ag_rater_restore(struct ag_rater *r, struct ag_store *s)
+ag_rater_restore(struct ag_rater *r, struct ag_store *s, const char *owner)
 {
 	struct restore rs = { r, now_ms(r) * NS, 0, 0 };
 	ag_status st;
 
-	st = ag_store_rate_load(s, restore_one, &rs);
+	st = ag_store_rate_load(s, owner, restore_one, &rs);
 	if (st != AG_OK) {
 		ag_log_err("rate counters not restored: %s", ag_store_errstr(s));
 		return st;

@@ -71,11 +71,18 @@ ag_status ag_rater_take(struct ag_rater *r, const char *key, size_t keylen,
 void ag_rater_release(struct ag_rater *r, const char *key, size_t keylen,
     const struct ag_rate_limit *lim, uint64_t cost, enum ag_rate_where where);
 
-/* Restore the local counters saved in S (at start); logs how many. */
-ag_status ag_rater_restore(struct ag_rater *r, struct ag_store *s);
+/* Restore the local counters OWNER saved in S (at start); logs how
+ * many.  OWNER names this daemon instance (ag_rater_owner). */
+ag_status ag_rater_restore(struct ag_rater *r, struct ag_store *s,
+    const char *owner);
 
-/* Save the live local counters to S (one transaction); logs failures. */
-ag_status ag_rater_checkpoint(struct ag_rater *r, struct ag_store *s);
+/* Save the live local counters to S as OWNER (one transaction). */
+ag_status ag_rater_checkpoint(struct ag_rater *r, struct ag_store *s,
+    const char *owner);
+
+/* "HOST SOCKET": who saves counters, so that daemons sharing a database
+ * keep their own. */
+void ag_rater_owner(const struct ag_config *cfg, char *buf, size_t bufsz);
 
 /* Drop idle local keys (the watcher calls it now and then). */
 void ag_rater_expire(struct ag_rater *r);

@@ -25,9 +25,11 @@
  * that saw any error is closed, and the next call connects again.  A
  * connect that fails, or a command that times out, closes the door for
  * AG_REDIS_RETRY_MS for every thread (retry_at), so that an outage costs
- * a message one fast error.  An idle connection that the server closed
- * (its "timeout" setting, a restart) shows as readable before we write,
- * and is replaced at no cost to the call.
+ * a message one fast error; then one thread tries again while the others
+ * still fail fast.  An idle connection that the server closed (its
+ * "timeout" setting, a restart) shows as readable before we write, and
+ * is replaced at no cost to the call.  A hostname is resolved by
+ * getaddrinfo() inside hiredis, which no timeout bounds.
  *
  * The script is loaded (SCRIPT LOAD) on every new connection and run with
  * EVALSHA; a server that lost it (SCRIPT FLUSH, a restart, a failover)

@@ -145,20 +145,23 @@ static void
 limit_text(const struct ag_rate_spec *sp, const char *key, char *buf,
     size_t bufsz)
 {
-	const char *what = strchr(key, ':'), *eq;
+	const char *what = strchr(key, ':'), *eq, *name;
 	char win[24];
+	int namelen;
 
 	ag_window_format(sp->window_ms, win, sizeof(win));
 	what = what != NULL ? what + 1 : key;
 	eq = strchr(what, '=');
+	/* "1 message", "2 messages" */
+	name = ag_rate_measure_name(sp->measure);
+	namelen = (int)strlen(name) - (sp->limit == 1 ? 1 : 0);
 	if (sp->key == AG_RK_POOL || eq == NULL) {
-		snprintf(buf, bufsz, "%llu %s per %s", (unsigned long long)
-		    sp->limit, ag_rate_measure_name(sp->measure), win);
+		snprintf(buf, bufsz, "%llu %.*s per %s", (unsigned long long)
+		    sp->limit, namelen, name, win);
 	} else {
-		snprintf(buf, bufsz, "%llu %s per %s for %.*s %s",
-		    (unsigned long long)sp->limit,
-		    ag_rate_measure_name(sp->measure), win, (int)(eq - what),
-		    what, eq + 1);
+		snprintf(buf, bufsz, "%llu %.*s per %s for %.*s %s",
+		    (unsigned long long)sp->limit, namelen, name, win,
+		    (int)(eq - what), what, eq + 1);
 	}
 }
 

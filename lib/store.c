@@ -37,6 +37,13 @@
 #define AG_STORE_ERR_MAX 512
 #define AG_STORE_VALUE_MAX 512	/* a normalized condition value */
 
+/* Triggers that move policy_version on any change to table T. */
+#define POLICY_TRIGGER(t, ev) \
+	"CREATE TRIGGER " t "_" ev "_version AFTER " ev " ON " t \
+	" BEGIN UPDATE policy_version SET version = version + 1; END;"
+#define POLICY_TRIGGERS(t) POLICY_TRIGGER(t, "INSERT") \
+	POLICY_TRIGGER(t, "UPDATE") POLICY_TRIGGER(t, "DELETE")
+
 static const char *const migrations[] = {
 	/* 0 -> 1: rules and their conditions */
 	"CREATE TABLE rules ("
@@ -67,13 +74,26 @@ static const char *const migrations[] = {
 	" UNIQUE (rule_id, kind, name));",
 	/*
 	 * 2 -> 3: the checkpoint of the local rate counters: each live key
-	 * and its TAT (ns since the epoch).  Rate limits themselves are
-	 * rule_action rows (rate, 1..16, SPEC), (rate, on-limit, DISP) and
-	 * (rate, exempt, yes).
+	 * and its TAT (ns since the epoch), per daemon instance (OWNER: host
+	 * and socket), so that instances sharing one database keep their own.
+	 * Rate limits themselves are rule_action rows (rate, 1..16, SPEC),
+	 * (rate, on-limit, DISP) and (rate, exempt, yes).
+	 *
+	 * policy_version moves with every change to the rules (triggers), so
+	 * a daemon reloads its policy for rule changes only, not when another
+	 * instance saves its counters into the same file.
 	 */
 	"CREATE TABLE rate_state ("
-	" key BLOB PRIMARY KEY,"
-	" tat INTEGER NOT NULL) WITHOUT ROWID;",
+	" owner TEXT NOT NULL,"
+	" key BLOB NOT NULL,"
+	" tat INTEGER NOT NULL,"
+	" PRIMARY KEY (owner, key)) WITHOUT ROWID;"
+	"CREATE TABLE policy_version ("
+	" id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" version INTEGER NOT NULL);"
+	"INSERT INTO policy_version VALUES (1, 0);"
+	POLICY_TRIGGERS("rules") POLICY_TRIGGERS("rule_match")
+	POLICY_TRIGGERS("rule_action"),
 };
 
 
@@ -391,6 +411,15 @@ ag_store_data_version(struct ag_store *s, int64_t *out)
 	s->errstr[0] = '\0';
 	return store_int(s, "PRAGMA data_version", "reading data_version",
 	    out);
+}
+
+/* The policy version: moves with every change to the rules. */
+ag_status
+ag_store_policy_version(struct ag_store *s, int64_t *out)
+{
+	s->errstr[0] = '\0';
+	return store_int(s, "SELECT version FROM policy_version WHERE id = 1",
+	    "reading the policy version", out);
 }
 
 /* Fail unless the handle may write. */
@@ -1031,7 +1060,7 @@ ag_store_load_policy(struct ag_store *s, struct ag_policy **out)
 
 /* Replace the rate checkpoint with what NEXT yields, atomically. */
 ag_status
-ag_store_rate_save(struct ag_store *s,
+ag_store_rate_save(struct ag_store *s, const char *owner,
     int (*next)(void *arg, const void **key, size_t *keylen, uint64_t *tat),
     void *arg, size_t *nsaved)
 {
@@ -1050,18 +1079,26 @@ ag_store_rate_save(struct ag_store *s,
 	if (rv != AG_OK) {
 		return rv;
 	}
-	rv = store_exec(s, "DELETE FROM rate_state", "saving rate counters");
+	rv = store_prepare(s, "DELETE FROM rate_state WHERE owner = ?", &st,
+	    "saving rate counters");
+	if (rv == AG_OK) {
+		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+		rv = store_step_done(s, st, "saving rate counters");
+		st = NULL;	/* finalized */
+	}
 	if (rv == AG_OK) {
 		rv = store_prepare(s, "INSERT OR REPLACE INTO rate_state "
-		    "(key, tat) VALUES (?, ?)", &st, "saving rate counters");
+		    "(owner, key, tat) VALUES (?, ?, ?)", &st,
+		    "saving rate counters");
 	}
 	while (rv == AG_OK && next(arg, &key, &keylen, &tat) == 1) {
 		if (tat > INT64_MAX) {
 			continue;
 		}
 		sqlite3_reset(st);
-		sqlite3_bind_blob(st, 1, key, (int)keylen, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)tat);
+		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, key, (int)keylen, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)tat);
 		rc = sqlite3_step(st);
 		if (rc != SQLITE_DONE) {
 			rv = store_sqlerr(s, rc, "saving rate counters");
@@ -1082,7 +1119,7 @@ ag_store_rate_save(struct ag_store *s,
 
 /* Read the rate checkpoint back. */
 ag_status
-ag_store_rate_load(struct ag_store *s,
+ag_store_rate_load(struct ag_store *s, const char *owner,
     void (*cb)(void *arg, const void *key, size_t keylen, uint64_t tat),
     void *arg)
 {
@@ -1091,8 +1128,11 @@ ag_store_rate_load(struct ag_store *s,
 	int rc = SQLITE_DONE, len;
 	sqlite3_int64 tat;
 
-	rv = store_prepare(s, "SELECT key, tat FROM rate_state", &st,
-	    "reading rate counters");
+	rv = store_prepare(s, "SELECT key, tat FROM rate_state WHERE owner = ?",
+	    &st, "reading rate counters");
+	if (rv == AG_OK) {
+		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+	}
 	while (rv == AG_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const void *key = sqlite3_column_blob(st, 0);
 

@@ -65,15 +65,23 @@ ag_status ag_store_rule_del(struct ag_store *s, int64_t id);
 ag_status ag_store_rule_set_enabled(struct ag_store *s, int64_t id, bool on);
 
 /*
- * The checkpoint of the local rate counters (table rate_state).  Save
- * replaces every saved key, in one transaction, with what NEXT yields
- * (it returns 1 with a key, 0 at the end); Load calls CB for each saved
- * key.  TATs are nanoseconds since the epoch.
+ * A number that moves with every change to the rules (kept by triggers):
+ * data_version also moves when another daemon saves its rate counters,
+ * which must not make a policy reload.
  */
-ag_status ag_store_rate_save(struct ag_store *s,
+ag_status ag_store_policy_version(struct ag_store *s, int64_t *out);
+
+/*
+ * The checkpoint of the local rate counters (table rate_state), kept per
+ * OWNER (one daemon instance).  Save replaces OWNER's saved keys, in one
+ * transaction, with what NEXT yields (it returns 1 with a key, 0 at the
+ * end); Load calls CB for each of OWNER's keys.  TATs are nanoseconds
+ * since the epoch.
+ */
+ag_status ag_store_rate_save(struct ag_store *s, const char *owner,
     int (*next)(void *arg, const void **key, size_t *keylen, uint64_t *tat),
     void *arg, size_t *nsaved);
-ag_status ag_store_rate_load(struct ag_store *s,
+ag_status ag_store_rate_load(struct ag_store *s, const char *owner,
     void (*cb)(void *arg, const void *key, size_t keylen, uint64_t tat),
     void *arg);
 

@@ -9,6 +9,8 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_xclient.py \
 	tests/e2e/t_spf.py \
 	tests/e2e/t_dkim.py \
+	tests/e2e/t_rate.py \
+	tests/e2e/t_rate_cluster.py \
 	tests/milter/t_phases.py \
 	tests/milter/t_spf.py \
 	tests/milter/t_forged_ar.py \
@@ -16,7 +18,8 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_database.py \
 	tests/milter/t_unix.py \
 	tests/milter/t_offline.py \
-	tests/milter/t_config.py
+	tests/milter/t_config.py \
+	tests/milter/t_rate.py
 
 # A script's exit status repeats its "not ok" lines (it exits 1 when any
 # failed, for runs by hand); under the TAP driver count the lines only.

@@ -385,21 +385,21 @@ test_checkpoint(void **state)
 	assert_int_equal(ag_store_open(path, AG_STORE_CREATE, 1000, &s), AG_OK);
 	take(r, "7.1:sender=a@example.com", 10, 3, NULL);
 	take(r, "7.1:sender=b@example.com", 10, 1, NULL);
-	assert_int_equal(ag_rater_checkpoint(r, s), AG_OK);
+	assert_int_equal(ag_rater_checkpoint(r, s, "me"), AG_OK);
 	ag_rater_free(r);
 
 	r2 = rater();
 	now_ms += 1000;
-	assert_int_equal(ag_rater_restore(r2, s), AG_OK);
+	assert_int_equal(ag_rater_restore(r2, s, "me"), AG_OK);
 	t = list(r2, p, 0, "a@example.com", true);
 	expect_in("restored", t, "\"used\": 3", true);
 	free(t);
 	/* an hour later both are fresh: nothing restored, nothing saved */
 	now_ms += HOUR_MS;
-	assert_int_equal(ag_rater_checkpoint(r2, s), AG_OK);
+	assert_int_equal(ag_rater_checkpoint(r2, s, "me"), AG_OK);
 	ag_rater_free(r2);
 	r2 = rater();
-	assert_int_equal(ag_rater_restore(r2, s), AG_OK);
+	assert_int_equal(ag_rater_restore(r2, s, "me"), AG_OK);
 	t = list(r2, p, 0, NULL, true);
 	assert_string_equal(t, "[]\n");
 	free(t);

@@ -48,7 +48,9 @@
 #include "ratelimit_redis.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#ifndef REDIS_SERVER
 #define REDIS_SERVER "/usr/bin/redis-server"
+#endif
 #define SEC 1000ULL
 #define HOUR (3600 * SEC)
 #define DAY (24 * HOUR)

@@ -154,6 +154,9 @@ static const struct rdef rdefs[] = {
 	    false, true },
 	/* id 7 */ { 5, AG_F_SENDER, "off@corp.example", true, true, false,
 	    false },
+	/* id 8: tag only, so it does not exempt */
+	/* id 8 */ { 10, AG_F_SENDER, "tag@corp.example", true, true, false,
+	    true },
 };
 
 static struct ag_policy *
@@ -174,6 +177,9 @@ make_policy(void)
 		r->exempt = rdefs[i].exempt;
 		r->dry_run = rdefs[i].dry_run;
 		r->enabled = rdefs[i].enabled;
+		if (i == 7) {
+			r->on_limit = AG_DISP_TAG;
+		}
 		if (rdefs[i].limited) {
 			assert_int_equal(ag_rate_spec_parse("messages:1/1h",
 			    &r->rate[0], err, sizeof(err)), AG_OK);
@@ -207,6 +213,8 @@ static const struct apply_case apply_cases[] = {
 	{ "dry-run exempt does not loosen", "trial@corp.example", NULL,
 	    "2 1" },
 	{ "disabled exempt ignored", "off@corp.example", NULL, "2 1" },
+	{ "tag-only exempt does not loosen", "tag@corp.example", NULL,
+	    "8 2 1" },
 	{ "rcpt rule skipped without rcpt", "a@corp.example", NULL, "2 1" },
 	{ "rcpt rule with its rcpt", "a@corp.example", "x@partner.example",
 	    "6 2 1" },

@@ -669,7 +669,8 @@ test_rate_round_trip(void **state)
 	}
 }
 
-/* The checkpoint table: save replaces, load gives back, junk skipped. */
+/* The checkpoint table: save replaces, load gives back, junk skipped;
+ * each owner keeps its own. */
 struct ckpt {
 	size_t i, n;
 	size_t seen;
@@ -715,16 +716,23 @@ test_rate_checkpoint(void **state)
 	(void)state;
 	s = open_want("rate checkpoint", db_path(path, sizeof(path), "ckpt"),
 	    AG_STORE_CREATE, AG_OK);
-	assert_int_equal(ag_store_rate_save(s, ckpt_next, &c, &n), AG_OK);
+	assert_int_equal(ag_store_rate_save(s, "a", ckpt_next, &c, &n), AG_OK);
 	assert_int_equal(n, 3);
+	c = (struct ckpt){ 0, 2, 0, 0 };
+	assert_int_equal(ag_store_rate_save(s, "b", ckpt_next, &c, &n), AG_OK);
 	c = (struct ckpt){ 0, 1, 0, 0 };
-	assert_int_equal(ag_store_rate_save(s, ckpt_next, &c, &n), AG_OK);
+	assert_int_equal(ag_store_rate_save(s, "a", ckpt_next, &c, &n), AG_OK);
 	assert_int_equal(n, 1);		/* replaced, not added */
-	raw_exec(path, "INSERT INTO rate_state VALUES (x'', 5);"
-	    "INSERT INTO rate_state VALUES ('neg', -5);");
-	assert_int_equal(ag_store_rate_load(s, ckpt_cb, &c), AG_OK);
+	raw_exec(path, "INSERT INTO rate_state VALUES ('a', x'', 5);"
+	    "INSERT INTO rate_state VALUES ('a', 'neg', -5);");
+	assert_int_equal(ag_store_rate_load(s, "a", ckpt_cb, &c), AG_OK);
 	assert_int_equal(c.seen, 1);	/* the junk rows are skipped */
 	assert_int_equal(c.sum, 1000);
+	/* another owner's counters are its own */
+	c = (struct ckpt){ 0, 0, 0, 0 };
+	assert_int_equal(ag_store_rate_load(s, "b", ckpt_cb, &c), AG_OK);
+	assert_int_equal(c.seen, 2);
+	assert_int_equal(c.sum, 1000 + 1001);
 	ag_store_close(s);
 }
 
@@ -898,12 +906,22 @@ test_migrate_v1(void **state)
 	}
 }
 
+static int
+no_keys(void *arg, const void **key, size_t *keylen, uint64_t *tat)
+{
+	(void)arg, (void)key, (void)keylen, (void)tat;
+	return 0;
+}
+
+/* data_version moves with any write of another connection; the policy
+ * version only with rule changes. */
 static void
 test_data_version(void **state)
 {
 	struct ag_store *a, *b;
-	int64_t v1 = 0, v2 = 0, v3 = 0;
+	int64_t v1 = 0, v2 = 0, v3 = 0, p1 = 0, p2 = 0, p3 = 0;
 	char path[512];
+	size_t n = 0;
 
 	(void)state;
 	db_path(path, sizeof(path), "dataversion");
@@ -913,11 +931,28 @@ test_data_version(void **state)
 	    ag_store_data_version(a, &v2) != AG_OK || v1 != v2) {
 		fail_msg("data_version changed with no write");
 	}
+	assert_int_equal(ag_store_policy_version(a, &p1), AG_OK);
 	add_ok(b, 5, 1000, AG_LIMIT_UNSET, NULL, NULL);
 	if (ag_store_data_version(a, &v3) != AG_OK || v3 == v2) {
 		fail_msg("data_version unchanged after another connection "
 		    "wrote (%lld)", (long long)v3);
 	}
+	/* a rule change moves the policy version ... */
+	assert_int_equal(ag_store_policy_version(a, &p2), AG_OK);
+	assert_true(p2 > p1);
+	assert_int_equal(ag_store_rule_set_enabled(b, 1, false), AG_OK);
+	assert_int_equal(ag_store_policy_version(a, &p3), AG_OK);
+	assert_true(p3 > p2);
+	/* ... counters saved by another instance do not */
+	assert_int_equal(ag_store_rate_save(b, "other", no_keys, NULL, &n),
+	    AG_OK);
+	assert_int_equal(ag_store_data_version(a, &v1), AG_OK);
+	assert_int_equal(ag_store_policy_version(a, &p1), AG_OK);
+	assert_true(v1 != v3);
+	assert_int_equal(p1, p3);
+	raw_exec(path, "UPDATE rules SET comment = 'by hand'");
+	assert_int_equal(ag_store_policy_version(a, &p1), AG_OK);
+	assert_true(p1 > p3);
 	ag_store_close(a);
 	ag_store_close(b);
 }
