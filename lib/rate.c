@@ -184,10 +184,11 @@ ag_rater_take(struct ag_rater *r, const char *key, size_t keylen,
 			pthread_rwlock_unlock(&r->lock);
 			return AG_OK;
 		}
-		if (st != AG_TEMPFAIL) {
+		if (st == AG_INVALID) {
 			pthread_rwlock_unlock(&r->lock);
 			return st;
 		}
+		/* unreachable, slow, an error, or no memory for the call */
 		backend_down(r, err);
 		if (r->fallback != AG_RB_LOCAL) {
 			st = r->fallback == AG_RB_TEMPFAIL ? AG_TEMPFAIL : AG_OK;

@@ -19,17 +19,25 @@
  * does.  Every key gets a TTL of its debt + 1 ms: it vanishes when fresh.
  *
  * Connections.  A hiredis context is not thread-safe, so each thread has
- * its own (struct rr_conn, found through a pthread key, made on first
- * use); all of them are on one list so ag_redis_free() can close them, and
- * a thread that exits closes its own (the key's destructor).  A context
- * that saw any error is closed, and the next call connects again.  A
- * connect that fails, or a command that times out, closes the door for
- * AG_REDIS_RETRY_MS for every thread (retry_at), so that an outage costs
- * a message one fast error; then one thread tries again while the others
- * still fail fast.  An idle connection that the server closed (its
- * "timeout" setting, a restart) shows as readable before we write, and
- * is replaced at no cost to the call.  A hostname is resolved by
- * getaddrinfo() inside hiredis, which no timeout bounds.
+ * its own (struct rr_conn, made on first use).  One pthread key, made
+ * once and never deleted, holds each thread's list of connections (one
+ * per handle it used); its destructor closes them when the thread exits.
+ * A key per handle would need pthread_key_delete() in ag_redis_free(),
+ * and that does not wait for a destructor already running in an exiting
+ * thread (the milter's worker pool lets idle threads go at any time).
+ * Each handle also lists its connections (under rr_mu), so that
+ * ag_redis_free() can close them all; it frees the caller's own and
+ * leaves the others' small structs to their threads, which drop such an
+ * orphan on their next call or at exit.
+ *
+ * Failures.  A context that saw any error is closed, and the next call
+ * connects again.  A connect that fails, or a command that times out,
+ * closes the door for AG_REDIS_RETRY_MS for every thread (retry_at), so
+ * that an outage costs a message one fast error; then one thread tries
+ * again while the others still fail fast.  An idle connection that the
+ * server closed (its "timeout" setting, a restart) shows as readable
+ * before we write, and is replaced at no cost to the call.  A hostname
+ * is resolved by getaddrinfo() inside hiredis, which no timeout bounds.
  *
  * The script is loaded (SCRIPT LOAD) on every new connection and run with
  * EVALSHA; a server that lost it (SCRIPT FLUSH, a restart, a failover)
@@ -41,11 +49,12 @@
  * error text is cut short and reduced to printable ASCII before it goes
  * into ERR.  hiredis 0.14 itself has no cap on reply sizes.
  *
- * Ownership: the handle owns its strings and every thread's connection.
- * Thread safety: every call may come from any thread; ag_redis_free()
- * only when no call is in progress and no thread that used the handle is
- * exiting.  Writing to a socket the server closed raises SIGPIPE: the
- * daemon ignores it (filter/main.c), and so must any other program.
+ * Ownership: the handle owns its strings and closes every thread's
+ * connection; a thread frees its own structs.  Thread safety: every call
+ * may come from any thread; ag_redis_free() when no call on the handle is
+ * in progress (threads that used it may be exiting).  Writing to a socket
+ * the server closed raises SIGPIPE: the daemon ignores it (filter/main.c),
+ * and so must any other program.
  */
 #include <errno.h>
 #include <poll.h>
@@ -148,10 +157,11 @@ static const char rr_script[] =
     "return {1, nt, nf, now}\n";
 
 struct rr_conn {
-	struct ag_redis *r;
+	_Atomic(struct ag_redis *) r;	/* NULL: its handle is gone */
 	redisContext *ctx;		/* NULL: connect on next use */
 	char sha[RR_SHA_LEN + 1];	/* the script's, from SCRIPT LOAD */
-	struct rr_conn *prev, *next;	/* on r->conns, under r->mu */
+	struct rr_conn *tnext;		/* the thread's list: only it walks */
+	struct rr_conn *prev, *next;	/* on r->conns, under rr_mu */
 };
 
 struct ag_redis {
@@ -164,13 +174,19 @@ struct ag_redis {
 	unsigned db;
 	unsigned timeout_ms;
 	struct timeval tv;
-	bool have_key, have_mu;
-	pthread_key_t tls;		/* this thread's struct rr_conn */
-	pthread_mutex_t mu;		/* guards conns and down_why */
-	struct rr_conn *conns;
+	bool have_mu;
+	pthread_mutex_t mu;		/* guards down_why */
+	struct rr_conn *conns;		/* every thread's, under rr_mu */
 	_Atomic uint64_t retry_at;	/* monotonic ms; no connects before */
 	char down_why[RR_WHY_MAX];	/* why the door closed */
 };
+
+/* Each thread's list of connections (the head), and what guards every
+ * handle's list and every connection's R going to NULL. */
+static pthread_key_t rr_key;
+static pthread_once_t rr_key_once = PTHREAD_ONCE_INIT;
+static bool rr_key_ok;
+static pthread_mutex_t rr_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* The increment of one decision: Q + R / DEN us. */
 struct rr_inc {
@@ -181,7 +197,7 @@ struct rr_inc {
 					 * DEN was capped */
 };
 
-/* ---- small things --------------------------------------------------------- */
+/* ---- small things -------------------------------------------------------- */
 
 /* Write a message to ERR (ERRLEN bytes, may be NULL or 0). */
 static void __attribute__((format(printf, 3, 4)))
@@ -261,7 +277,7 @@ parse_num(const char *s, size_t len, size_t maxdig, uint64_t *out)
 	return true;
 }
 
-/* ---- the URL -------------------------------------------------------------- */
+/* ---- the URL ------------------------------------------------------------- */
 
 /* URL with the password (between "//:" and the last '@') as "***", in BUF. */
 static void
@@ -490,7 +506,8 @@ url_unix(struct ag_redis *r, const char *p, const char **why)
 			return AG_INVALID;
 		}
 		n = strspn(q + 4, "0123456789");
-		if (!parse_num(q + 4, n, RR_DB_DIGITS, &v) || q[4 + n] != '\0') {
+		if (!parse_num(q + 4, n, RR_DB_DIGITS, &v) ||
+		    q[4 + n] != '\0') {
 			*why = "the database must be a number below 10^9";
 			return AG_INVALID;
 		}
@@ -514,11 +531,12 @@ url_parse(struct ag_redis *r, const char *url, const char **why)
 	}
 	*why = strncasecmp(url, "rediss://", 9) == 0 ?
 	    "TLS (rediss://) is not supported" :
-	    "expected redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:/PATH[?db=N]";
+	    "expected redis://[:PASSWORD@]HOST[:PORT][/DB] or "
+	    "unix:/PATH[?db=N]";
 	return AG_INVALID;
 }
 
-/* ---- the handle ----------------------------------------------------------- */
+/* ---- the handle ---------------------------------------------------------- */
 
 /* Close C's context, if any: the next call connects again. */
 static void
@@ -530,14 +548,15 @@ conn_close(struct rr_conn *c)
 	}
 }
 
-/* A thread's exit: unlink and free its connection. */
+/* Take C off its handle's list, if it still has a handle; rr_mu held. */
 static void
-conn_destroy(void *arg)
+conn_unlink(struct rr_conn *c)
 {
-	struct rr_conn *c = arg;
-	struct ag_redis *r = c->r;
+	struct ag_redis *r = atomic_load(&c->r);
 
-	pthread_mutex_lock(&r->mu);
+	if (r == NULL) {
+		return;
+	}
 	if (c->prev != NULL) {
 		c->prev->next = c->next;
 	} else {
@@ -546,9 +565,30 @@ conn_destroy(void *arg)
 	if (c->next != NULL) {
 		c->next->prev = c->prev;
 	}
-	pthread_mutex_unlock(&r->mu);
-	conn_close(c);
-	free(c);
+	atomic_store(&c->r, NULL);
+}
+
+/* A thread's exit: close and free every connection on its list ARG. */
+static void
+conn_destroy(void *arg)
+{
+	struct rr_conn *c = arg, *next;
+
+	for (; c != NULL; c = next) {
+		next = c->tnext;
+		pthread_mutex_lock(&rr_mu);
+		conn_unlink(c);
+		pthread_mutex_unlock(&rr_mu);
+		conn_close(c);	/* an orphan's is closed already */
+		free(c);
+	}
+}
+
+/* Make the one key (once per process). */
+static void
+key_make(void)
+{
+	rr_key_ok = pthread_key_create(&rr_key, conn_destroy) == 0;
 }
 
 ag_status
@@ -591,9 +631,8 @@ ag_redis_new(const char *url, unsigned timeout_ms, struct ag_redis **out,
 	if (rc == AG_OK) {
 		url_mask(url, r->shown, n);
 		r->have_mu = pthread_mutex_init(&r->mu, NULL) == 0;
-		r->have_key = r->have_mu &&
-		    pthread_key_create(&r->tls, conn_destroy) == 0;
-		rc = r->have_key ? AG_OK : AG_NOMEM;
+		rc = r->have_mu && pthread_once(&rr_key_once, key_make) == 0 &&
+		    rr_key_ok ? AG_OK : AG_NOMEM;
 	}
 	if (rc != AG_OK) {
 		rr_err(err, errlen, "out of memory");
@@ -611,20 +650,35 @@ ag_redis_new(const char *url, unsigned timeout_ms, struct ag_redis **out,
 void
 ag_redis_free(struct ag_redis *r)
 {
-	struct rr_conn *c, *next;
+	struct rr_conn *c, *next, *head, **link;
 
 	if (r == NULL) {
 		return;
 	}
-	if (r->have_key) {
-		/* No destructor runs for this key after this. */
-		pthread_key_delete(r->tls);
+	/* This thread's own connection goes at once. */
+	head = rr_key_ok ? pthread_getspecific(rr_key) : NULL;
+	for (link = &head; (c = *link) != NULL; link = &c->tnext) {
+		if (atomic_load(&c->r) == r) {
+			*link = c->tnext;
+			pthread_mutex_lock(&rr_mu);
+			conn_unlink(c);
+			pthread_mutex_unlock(&rr_mu);
+			conn_close(c);
+			free(c);
+			(void)pthread_setspecific(rr_key, head);
+			break;
+		}
 	}
+	/* Other threads' are closed and left to them as orphans: no call
+	 * is in progress, and an exiting thread waits for rr_mu. */
+	pthread_mutex_lock(&rr_mu);
 	for (c = r->conns; c != NULL; c = next) {
 		next = c->next;
 		conn_close(c);
-		free(c);
+		atomic_store(&c->r, NULL);	/* the last touch of C here */
 	}
+	r->conns = NULL;
+	pthread_mutex_unlock(&rr_mu);
 	if (r->have_mu) {
 		pthread_mutex_destroy(&r->mu);
 	}
@@ -645,7 +699,7 @@ ag_redis_url(const struct ag_redis *r)
 	return r != NULL && r->shown != NULL ? r->shown : "";
 }
 
-/* ---- connections ---------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------- */
 
 /* Close the door for every thread for AG_REDIS_RETRY_MS, saying WHY. */
 static void
@@ -666,7 +720,7 @@ static ag_status
 conn_call(struct rr_conn *c, int argc, const char **argv,
     const size_t *argvlen, redisReply **out, char *err, size_t errlen)
 {
-	struct ag_redis *r = c->r;
+	struct ag_redis *r = atomic_load(&c->r);
 	char why[RR_WHY_MAX];
 	redisReply *rep;
 	int e;
@@ -701,14 +755,15 @@ static ag_status
 conn_replied_error(struct rr_conn *c, redisReply *rep, const char *what,
     char *err, size_t errlen)
 {
+	const char *where = atomic_load(&c->r)->where;
 	char q[RR_QUOTE_MAX];
 
 	if (rep->type == REDIS_REPLY_ERROR) {
-		rr_err(err, errlen, "redis %s: %s: %s", c->r->where, what,
+		rr_err(err, errlen, "redis %s: %s: %s", where, what,
 		    quote(q, sizeof(q), rep->str, rep->len));
 	} else {
 		rr_err(err, errlen, "redis %s: %s: unexpected reply (type %d)",
-		    c->r->where, what, rep->type);
+		    where, what, rep->type);
 	}
 	freeReplyObject(rep);
 	conn_close(c);
@@ -776,7 +831,7 @@ script_load(struct rr_conn *c, char *err, size_t errlen)
 static ag_status
 conn_open(struct rr_conn *c, char *err, size_t errlen)
 {
-	struct ag_redis *r = c->r;
+	struct ag_redis *r = atomic_load(&c->r);
 	uint64_t now = mono_ms(), at = atomic_load(&r->retry_at), mine = 0;
 	const char *argv[2];
 	char why[RR_WHY_MAX], db[16];
@@ -842,41 +897,67 @@ conn_quiet(const struct rr_conn *c)
 	return poll(&p, 1, 0) == 0;
 }
 
-/* This thread's connection to R, connected, into *OUT. */
+/*
+ * This thread's connection to R, connected, into *OUT.  On the way,
+ * orphans (connections of freed handles, closed already) are freed.
+ */
 static ag_status
 conn_get(struct ag_redis *r, struct rr_conn **out, char *err, size_t errlen)
 {
-	struct rr_conn *c = pthread_getspecific(r->tls);
+	struct rr_conn *head = pthread_getspecific(rr_key), *c, **link;
+	struct ag_redis *cr;
+	bool changed = false;
 	ag_status rc;
 
 	*out = NULL;
-	if (c == NULL) {
-		if ((c = calloc(1, sizeof(*c))) == NULL ||
-		    pthread_setspecific(r->tls, c) != 0) {
+	for (link = &head; (c = *link) != NULL;) {
+		if ((cr = atomic_load(&c->r)) == r) {
+			break;
+		}
+		if (cr == NULL) {
+			*link = c->tnext;
 			free(c);
+			changed = true;
+			continue;
+		}
+		link = &c->tnext;
+	}
+	if (c == NULL) {
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			if (changed) {
+				(void)pthread_setspecific(rr_key, head);
+			}
 			rr_err(err, errlen, "out of memory");
 			return AG_NOMEM;
 		}
-		c->r = r;
-		pthread_mutex_lock(&r->mu);
+		atomic_init(&c->r, r);
+		c->tnext = head;
+		head = c;
+		changed = true;
+		pthread_mutex_lock(&rr_mu);
 		c->next = r->conns;
 		if (r->conns != NULL) {
 			r->conns->prev = c;
 		}
 		r->conns = c;
-		pthread_mutex_unlock(&r->mu);
+		pthread_mutex_unlock(&rr_mu);
+	}
+	if (changed && pthread_setspecific(rr_key, head) != 0) {
+		/* Only a thread's first value can fail to be stored (glibc
+		 * allocates then): HEAD is just C. */
+		conn_destroy(head);
+		rr_err(err, errlen, "out of memory");
+		return AG_NOMEM;
 	}
 	if (c->ctx != NULL && !conn_quiet(c)) {
 		conn_close(c);	/* closed by the server while idle */
 	}
-	if (c->ctx == NULL && (rc = conn_open(c, err, errlen)) != AG_OK) {
-		return rc;
-	}
-	*out = c;
-	return AG_OK;
+	rc = c->ctx == NULL ? conn_open(c, err, errlen) : AG_OK;
+	*out = rc == AG_OK ? c : NULL;
+	return rc;
 }
 
-/* ---- decisions ------------------------------------------------------------ */
+/* ---- decisions ----------------------------------------------------------- */
 
 /* R, KEY and KEYLEN usable; else AG_INVALID with ERR. */
 static ag_status
@@ -1187,7 +1268,7 @@ ag_redis_reset(struct ag_redis *r, const void *key, size_t keylen,
 	return rc;
 }
 
-/* ---- listing -------------------------------------------------------------- */
+/* ---- listing ------------------------------------------------------------- */
 
 /* The TAT in ns of a value V (LEN bytes) as the script writes it. */
 static bool

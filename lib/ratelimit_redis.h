@@ -6,20 +6,30 @@
  * One decision is one round trip: EVALSHA of a small Lua script that
  * reads the key's TAT, decides and writes it back with a TTL (the key
  * expires when it is fresh again).  The clock is Redis's own (TIME), so
- * hosts need not agree on the time.  TATs are kept in microseconds since
- * the Unix epoch; the increment of COST units, ceil(COST * WINDOW / LIMIT)
- * us, is computed here in 128-bit integers, so a key is charged at most
- * 1 us too much per decision and never too little.
+ * hosts need not agree on the time.  A TAT is kept in microseconds since
+ * the Unix epoch with an exact fraction ("TAT" or "TAT:FRAC:DEN", FRAC/DEN
+ * of a microsecond, DEN = LIMIT / gcd(WINDOW, LIMIT) <= 2^52): the
+ * increment of COST units is COST * WINDOW / LIMIT exactly, so a fresh
+ * key admits exactly LIMIT, as in the local engine.  (Limits above 2^52
+ * units per window round up by at most 2^-52 us a decision.)
  *
  * A hiredis context is not thread-safe: each thread that calls in gets
- * its own connection, made on first use.  Every call has a deadline (the
- * connect, send and receive timeouts).  After a failed connection no
- * thread tries again for AG_REDIS_RETRY_MS: calls fail at once, so an
- * outage costs each message one fast error, not one timeout.
+ * its own connection, made on first use (libmilter's worker threads live
+ * long).  Every call has a deadline (the connect, send and receive
+ * timeouts).  After a failed connection or a timeout no thread tries
+ * again for AG_REDIS_RETRY_MS, and then only one: calls fail at once, so
+ * an outage costs one timeout per window, not one per message.  A call
+ * that timed out may still run on the server later: a key can then be
+ * charged too much, never too little.
+ *
+ * Differences from the local engine: a COST over the limit is refused
+ * without a round trip with remaining and reset_ms 0; a release that
+ * makes a key fresh deletes it; foreach may show a key twice (SCAN).
  *
  * Errors are AG_TEMPFAIL (unreachable, timeout, error reply, unexpected
- * reply) with a one-line reason in ERR; the caller decides what an
- * outage means (On-RateBackendError).
+ * reply) or AG_NOMEM, with a one-line reason in ERR; the caller decides
+ * what an outage means (On-RateBackendError).  Callers must ignore
+ * SIGPIPE (the daemon does).
  */
 #ifndef AG_RATELIMIT_REDIS_H
 #define AG_RATELIMIT_REDIS_H
@@ -45,7 +55,8 @@ struct ag_redis;
 ag_status ag_redis_new(const char *url, unsigned timeout_ms,
     struct ag_redis **out, char *err, size_t errlen);
 
-/* Close every thread's connection.  No call may be in progress. */
+/* Close every connection.  No call may be in progress; threads free
+ * what is left of theirs on their next call or when they exit. */
 void ag_redis_free(struct ag_redis *r);		/* NULL is fine */
 
 /* The URL as given (for logs; the password is replaced by "***"). */

@@ -21,6 +21,9 @@ PACKAGES=(
 	# DKIM tests: opendkim-genkey makes RSA keys, dkimpy (python3-dkim)
 	# signs and checks messages, python3-nacl makes Ed25519 keys
 	opendkim-tools python3-dkim python3-nacl
+	# rate limits: the tests start their own redis-server on loopback
+	# ports (redis-tools: redis-cli)
+	redis-server redis-tools
 )
 
 if [ "$(id -u)" != 0 ]; then

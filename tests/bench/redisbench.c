@@ -180,8 +180,8 @@ run(const char *label, struct ag_redis *redis, struct ag_rate_table *table,
 	for (i = 0; i < nthreads; i++) {
 		w[i] = (struct run){ redis, table, nkeys, seconds, i, &go, 0,
 			0, 0, NULL, "" };
-		if (redis != NULL &&
-		    (w[i].lat = calloc(LAT_BUCKETS, sizeof(uint32_t))) == NULL) {
+		if (redis != NULL && (w[i].lat = calloc(LAT_BUCKETS,
+		    sizeof(uint32_t))) == NULL) {
 			fprintf(stderr, "out of memory\n");
 			exit(1);
 		}
@@ -247,7 +247,8 @@ free_port(void)
 		sa.sin_port = htons((uint16_t)port);
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		fd = socket(AF_INET, SOCK_STREAM, 0);
-		ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		ok = fd >= 0 &&
+		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 		if (fd >= 0) {
 			close(fd);
 		}

@@ -295,6 +295,51 @@ def counters_survive_a_graceful_restart():
 
 
 @suite.case
+def two_instances_sharing_a_database_keep_their_own_counters():
+    """Two daemons on one database: each saves and restores its own
+    counters, and the other's saves do not make it reload the policy."""
+    a, rid = instance("share-a", 1, 5)
+    b = agtest.Authgate(agtest.tmpdir("share-b"), name="authgate-share-b", db=a.db,
+                        conf={"RateCheckpointInterval": "1"})
+    a.start()
+    b.start()
+    ka, kb = ip_key(rid, "198.51.100.21"), ip_key(rid, "198.51.100.22")
+    for i in (1, 2):
+        t = send(a, "<a@keep.example>", "198.51.100.21")
+        check("A: message %d accepted" % i, t.accepted, got=t)
+    t = send(b, "<a@keep.example>", "198.51.100.22")
+    check("B: message accepted", t.accepted, got=t)
+    # both save every second; let a few checkpoints pass
+    marks = (a.log_mark(), b.log_mark())
+    check("both checkpoints are in the database",
+          agtest.wait_until(lambda: saved_used(a.db, ka, 5) == 2 and
+                            saved_used(a.db, kb, 5) == 1, 5.0),
+          got=db_rate_rows(a.db)[1])
+    time.sleep(2.5)
+    for d, mark, name in ((a, marks[0], "A"), (b, marks[1], "B")):
+        reloads = [ln for ln in d.log_lines()[mark:] if "policy loaded" in ln]
+        check("%s: the other's checkpoints make no policy reload" % name, not reloads,
+              got=reloads)
+    check_eq("A: rc of a graceful stop", a.stop(), 0)
+    check_eq("B: rc of a graceful stop", b.stop(), 0)
+    a.start()
+    b.start()
+    check_used(a, ka, 2, 5, "A after both restarted")
+    check_used(b, kb, 1, 5, "B after both restarted")
+    check_eq("A holds only its own counter", [e["key"] for e in counters(a) or []], [ka])
+    check_eq("B holds only its own counter", [e["key"] for e in counters(b) or []], [kb])
+    # a rule change still reaches both
+    marks = (a.log_mark(), b.log_mark())
+    a.add_rule("--match", "sender-domain=new.example", "--max-size", "1M")
+    for d, mark, name in ((a, marks[0], "A"), (b, marks[1], "B")):
+        check("%s: a rule change is picked up" % name,
+              d.wait_log(r"policy loaded: 2 rules", 5, since=mark),
+              got=d.log_lines()[mark:])
+    a.terminate()
+    b.terminate()
+
+
+@suite.case
 def crash_loses_at_most_the_checkpoint_interval():
     d, rid = instance("crash", 1, 5)
     ip = "198.51.100.8"

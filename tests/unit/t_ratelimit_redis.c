@@ -8,10 +8,11 @@
  * retry_ms, remaining and reset_ms; cost 0; decisions made without a
  * round trip; release; byte-sized costs; binary and longest keys;
  * foreach over several SCAN batches; reset; 200 threads on one key, each
- * on its own connection; TTLs; SCRIPT FLUSH; a connection the server
- * closed; unix sockets and databases; AUTH; a stalled, a killed and a
- * restarted server; replies that do not add up.  Table-driven where it
- * fits; every failure names its case.
+ * on its own connection; a handle freed while its threads exit; TTLs;
+ * SCRIPT FLUSH; a connection the server closed; unix sockets and
+ * databases; AUTH; a stalled, a killed and a restarted server; replies
+ * that do not add up.  Table-driven where it fits; every failure names
+ * its case.
  *
  * Without /usr/bin/redis-server every case is skipped, unless CI=true,
  * where that is a failure.  Each server is started with
@@ -30,6 +31,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -64,7 +66,7 @@
 #define T_FAST_MS 100		/* "at once": well under T_TIMEOUT_MS */
 #define T_READY_MS 5000		/* for a server to answer PING */
 
-/* ---- helpers ------------------------------------------------------------ */
+/* ---- helpers ------------------------------------------------------------- */
 
 /* Milliseconds on the monotonic clock. */
 static uint64_t
@@ -90,7 +92,8 @@ wall_ms(void)
 static void
 sleep_ms(uint64_t ms)
 {
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	struct timespec ts = { (time_t)(ms / 1000),
+		(long)(ms % 1000) * 1000000L };
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
 	}
@@ -163,7 +166,7 @@ take(const char *label, struct ag_redis *h, const void *key, size_t keylen,
 	return r;
 }
 
-/* ---- redis-server processes ----------------------------------------------- */
+/* ---- redis-server processes ---------------------------------------------- */
 
 struct server {
 	pid_t pid;		/* 0: not running */
@@ -202,7 +205,8 @@ free_port(void)
 		sa.sin_port = htons((uint16_t)port);
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		fd = socket(AF_INET, SOCK_STREAM, 0);
-		ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		ok = fd >= 0 &&
+		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 		if (fd >= 0) {
 			close(fd);
 		}
@@ -309,7 +313,8 @@ server_start(struct server *s)
 			}
 			if ((c = admin_connect(s, 0)) != NULL) {
 				rep = redisCommand(c, "PING");
-				st = rep != NULL && rep->type == REDIS_REPLY_STATUS &&
+				st = rep != NULL &&
+				    rep->type == REDIS_REPLY_STATUS &&
 				    strcmp(rep->str, "PONG") == 0;
 				if (rep != NULL) {
 					freeReplyObject(rep);
@@ -446,7 +451,7 @@ url_of(char *buf, size_t size, const struct server *s, const char *suffix)
 	return buf;
 }
 
-/* ---- URLs ------------------------------------------------------------------- */
+/* ---- URLs ---------------------------------------------------------------- */
 
 static void
 test_url(void **state)
@@ -457,7 +462,8 @@ test_url(void **state)
 		const char *says;	/* the masked URL, or part of ERR */
 	} cases[] = {
 		{ "redis://127.0.0.1", AG_OK, "redis://127.0.0.1" },
-		{ "redis://localhost:6380/2", AG_OK, "redis://localhost:6380/2" },
+		{ "redis://localhost:6380/2", AG_OK,
+		    "redis://localhost:6380/2" },
 		{ "REDIS://cache.example", AG_OK, "REDIS://cache.example" },
 		{ "redis://:hunter2@10.0.0.1:6379/0", AG_OK,
 		    "redis://:***@10.0.0.1:6379/0" },
@@ -557,7 +563,7 @@ test_url(void **state)
 	}
 }
 
-/* ---- decisions on the real server ----------------------------------------- */
+/* ---- decisions on the real server ---------------------------------------- */
 
 /*
  * Bursts of exactly LIMIT, then a refusal with retry_ms of one emission
@@ -901,7 +907,7 @@ test_keys(void **state)
 	ag_redis_free(h);
 }
 
-/* ---- foreach and reset ------------------------------------------------------ */
+/* ---- foreach and reset --------------------------------------------------- */
 
 #define FE_KEYS 2500	/* several SCAN batches of about 1000 */
 #define FE_DB 5
@@ -1024,7 +1030,7 @@ test_foreach_reset(void **state)
 	ag_redis_free(h);
 }
 
-/* ---- threads ------------------------------------------------------------ */
+/* ---- threads ------------------------------------------------------------- */
 
 #define POOL_THREADS 200
 #define POOL_TAKES 3
@@ -1139,6 +1145,102 @@ pool_run(const char *label, unsigned n, bool free_first)
 	free(p);
 }
 
+#define EXIT_ROUNDS 30
+#define EXIT_THREADS 8
+
+struct exiter {
+	struct ag_redis *h, *h2;	/* H2: used after H is freed */
+	atomic_uint done;
+	atomic_ulong errors;
+	pthread_barrier_t *freed;	/* NULL: exit at once */
+};
+
+/* One take, count it, then exit (or wait for H's end and use H2). */
+static void *
+exiter_main(void *arg)
+{
+	const struct ag_rate_limit lim = { 1000000, HOUR };
+	struct exiter *x = arg;
+	struct ag_rate_result r;
+	char err[ERRLEN];
+
+	if (ag_redis_take(x->h, "exit", 4, &lim, 1, &r, err,
+	    sizeof(err)) != AG_OK) {
+		atomic_fetch_add(&x->errors, 1);
+	}
+	atomic_fetch_add(&x->done, 1);
+	if (x->freed != NULL) {
+		pthread_barrier_wait(x->freed);
+		if (ag_redis_take(x->h2, "exit", 4, &lim, 1, &r, err,
+		    sizeof(err)) != AG_OK) {
+			atomic_fetch_add(&x->errors, 1);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A handle freed while the threads that used it exit (as when the
+ * configuration is reloaded while the milter lets idle workers go), and
+ * threads that outlive a handle and go on with the next one.  Under
+ * AddressSanitizer or ThreadSanitizer a race here shows.
+ */
+static void
+test_threads_exit(void **state)
+{
+	pthread_t th[EXIT_THREADS];
+	pthread_barrier_t freed;
+	struct exiter x;
+	char url[64];
+	unsigned round, i;
+
+	(void)state;
+	url_of(url, sizeof(url), &srv_main, "");
+	for (round = 0; round < EXIT_ROUNDS; round++) {
+		memset(&x, 0, sizeof(x));
+		x.h = handle(url, 2000);
+		for (i = 0; i < EXIT_THREADS; i++) {
+			if (pthread_create(&th[i], NULL, exiter_main,
+			    &x) != 0) {
+				fail_msg("pthread_create failed");
+			}
+		}
+		while (atomic_load(&x.done) < EXIT_THREADS) {
+			sched_yield();	/* spin: free as they exit */
+		}
+		ag_redis_free(x.h);
+		for (i = 0; i < EXIT_THREADS; i++) {
+			pthread_join(th[i], NULL);
+		}
+		check_u64("free while threads exit", "errors",
+		    atomic_load(&x.errors), 0);
+	}
+	memset(&x, 0, sizeof(x));
+	pthread_barrier_init(&freed, NULL, EXIT_THREADS + 1);
+	x.h = handle(url, 2000);
+	x.h2 = handle(url, 2000);
+	x.freed = &freed;
+	for (i = 0; i < EXIT_THREADS; i++) {
+		if (pthread_create(&th[i], NULL, exiter_main, &x) != 0) {
+			fail_msg("pthread_create failed");
+		}
+	}
+	while (atomic_load(&x.done) < EXIT_THREADS) {
+		sleep_ms(1);
+	}
+	ag_redis_free(x.h);
+	pthread_barrier_wait(&freed);
+	for (i = 0; i < EXIT_THREADS; i++) {
+		pthread_join(th[i], NULL);
+	}
+	check_u64("threads that outlive a handle", "errors",
+	    atomic_load(&x.errors), 0);
+	ag_redis_free(x.h2);
+	pthread_barrier_destroy(&freed);
+	check_u64("threads that outlive a handle", "connections left",
+	    (uint64_t)clients_settle(&srv_main, 0), 0);
+}
+
 static void
 test_threads(void **state)
 {
@@ -1148,7 +1250,7 @@ test_threads(void **state)
 	pool_run("20 threads, limit 57, threads exit first", 20, false);
 }
 
-/* ---- the connection --------------------------------------------------------- */
+/* ---- the connection ------------------------------------------------------ */
 
 /* Keys expire when fresh: PTTL is the debt + 1 ms. */
 static void
@@ -1411,7 +1513,7 @@ test_outage(void **state)
 	server_kill(&s);
 }
 
-/* ---- hostile replies ---------------------------------------------------------- */
+/* ---- hostile replies ----------------------------------------------------- */
 
 /*
  * A fake server in a thread: it reads one command at a time and answers
@@ -1482,8 +1584,8 @@ fake_serve(int fd)
 
 	for (;;) {
 		while ((used = resp_command(buf, have, name)) == 0) {
-			if (have == sizeof(buf) ||
-			    (n = read(fd, buf + have, sizeof(buf) - have)) <= 0) {
+			if (have == sizeof(buf) || (n = read(fd, buf + have,
+			    sizeof(buf) - have)) <= 0) {
 				return;
 			}
 			have += (size_t)n;
@@ -1496,8 +1598,8 @@ fake_serve(int fd)
 		    strcasecmp(name, "SCAN") == 0 ? fc->scan :
 		    strcasecmp(name, "MGET") == 0 ? fc->mget :
 		    strcasecmp(name, "TIME") == 0 ? fc->time : NULL;
-		if (answer == NULL ||
-		    write(fd, answer, strlen(answer)) != (ssize_t)strlen(answer)) {
+		if (answer == NULL || write(fd, answer, strlen(answer)) !=
+		    (ssize_t)strlen(answer)) {
 			return;
 		}
 	}
@@ -1573,9 +1675,9 @@ test_hostile(void **state)
 		    .result = { false, 1500, 0, 9500 } },
 		{ "SCRIPT LOAD says +OK", "+OK\r\n", .op = FK_TAKE,
 		    .cost = 1, .want = AG_TEMPFAIL, .says = "SCRIPT LOAD" },
-		{ "SHA1 not hex", "$40\r\n0123456789abcdef0123456789abcdef0123456z"
-		    "\r\n", .op = FK_TAKE, .cost = 1, .want = AG_TEMPFAIL,
-		    .says = "SCRIPT LOAD" },
+		{ "SHA1 not hex", "$40\r\n0123456789abcdef"
+		    "0123456789abcdef0123456z\r\n", .op = FK_TAKE,
+		    .cost = 1, .want = AG_TEMPFAIL, .says = "SCRIPT LOAD" },
 		{ "closed at connect", NULL, .op = FK_TAKE, .cost = 1,
 		    .want = AG_TEMPFAIL, .says = "redis 127.0.0.1:" },
 		{ "closed before the answer", SHA_OK, NULL, .op = FK_TAKE,
@@ -1668,13 +1770,15 @@ test_hostile(void **state)
 		check_status(fc->label, rc, fc->want, err);
 		if (rc != AG_OK) {
 			check_has(fc->label, err, fc->says);
-			if (fc->op == FK_TAKE && (r.allowed || r.retry_ms != 0)) {
+			if (fc->op == FK_TAKE &&
+			    (r.allowed || r.retry_ms != 0)) {
 				fail_msg("%s: a decision with an error",
 				    fc->label);
 			}
 		} else if (fc->op == FK_TAKE) {
 			if (r.allowed != fc->result.allowed) {
-				fail_msg("%s: allowed %d", fc->label, r.allowed);
+				fail_msg("%s: allowed %d", fc->label,
+				    r.allowed);
 			}
 			check_u64(fc->label, "retry_ms", r.retry_ms,
 			    fc->result.retry_ms);
@@ -1691,7 +1795,7 @@ test_hostile(void **state)
 	close(fake_fd);
 }
 
-/* ---- main --------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------- */
 
 /* Start the shared server (TCP and a unix socket). */
 static int
@@ -1737,6 +1841,7 @@ main(void)
 		cmocka_unit_test(test_unix_db),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_threads_exit),
 		cmocka_unit_test(test_outage),
 	};
 	const char *ci = getenv("CI");
