@@ -42,7 +42,7 @@ enum kw_type {
 	KW_DISP,	/* int (enum ag_disp): accept|tag|tempfail|reject */
 	KW_IDLIST,	/* char *: authserv-ids, stored space-separated */
 	KW_RATEBACKEND,	/* char *: "local" or a Redis URL */
-	KW_RBERR	/* enum ag_rate_fallback: local|tempfail|accept */
+	KW_CHOICE	/* int: the index of one of the keyword's names */
 };
 
 #define KW_F_DEF_HOSTNAME 0x1	/* default is the host name */
@@ -55,6 +55,7 @@ struct kw {
 	unsigned min, max;	/* bounds for KW_UINT */
 	unsigned flags;
 	const char *doc;
+	const char *const *names; /* KW_CHOICE: NULL-terminated, by value */
 };
 
 #define QUOTE_BUFSZ (AG_QUOTE_MAX * 4 + 8)
@@ -63,7 +64,7 @@ struct kw {
 struct kw_ops {
 	ag_status (*parse)(const struct kw *, const char *, void *, char *,
 	    size_t);
-	void (*dump)(const void *, FILE *);
+	void (*dump)(const struct kw *, const void *, FILE *);
 	void (*release)(void *);
 	size_t size;	/* of the field in struct ag_config */
 };

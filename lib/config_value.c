@@ -262,32 +262,34 @@ parse_ratebackend(const struct kw *k, const char *v, void *dst, char *msg,
 	return set_concat(dst, "", v);
 }
 
-static const char *const rberr_names[] = {
-	[AG_RB_LOCAL] = "local", [AG_RB_TEMPFAIL] = "tempfail",
-	[AG_RB_ACCEPT] = "accept",
-};
-
-/* On-RateBackendError: local, tempfail or accept. */
+/* A choice among the keyword's names (case-insensitive), stored as its
+ * index (an int-sized enum). */
 static ag_status
-parse_rberr(const struct kw *k, const char *v, void *dst, char *msg,
+parse_choice(const struct kw *k, const char *v, void *dst, char *msg,
     size_t msglen)
 {
-	size_t i;
+	char list[256] = "";
+	size_t i, len = 0;
 
-	(void)k;
-	for (i = 0; i < sizeof(rberr_names) / sizeof(rberr_names[0]); i++) {
-		if (strcasecmp(v, rberr_names[i]) == 0) {
-			*(enum ag_rate_fallback *)dst = (enum ag_rate_fallback)i;
+	for (i = 0; k->names[i] != NULL; i++) {
+		if (strcasecmp(v, k->names[i]) == 0) {
+			*(int *)dst = (int)i;
 			return AG_OK;
 		}
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+		    i == 0 ? "" : k->names[i + 1] == NULL ? " or " : ", ",
+		    k->names[i]);
+		if (len >= sizeof(list)) {
+			len = sizeof(list) - 1;
+		}
 	}
-	return bad_value(msg, msglen, v, "is not local, tempfail or accept");
+	return bad_value(msg, msglen, v, "is not %s", list);
 }
 
 static void
-dump_rberr(const void *src, FILE *fp)
+dump_choice(const struct kw *k, const void *src, FILE *fp)
 {
-	fputs(rberr_names[*(const enum ag_rate_fallback *)src], fp);
+	fputs(k->names[*(const int *)src], fp);
 }
 
 /* True when S can stand as an authserv-id without quoting. */
@@ -601,7 +603,7 @@ parse_disp(const struct kw *k, const char *v, void *dst, char *msg,
 
 /* The dump_* functions print a field's value as a file would hold it. */
 static void
-dump_string(const void *src, FILE *fp)
+dump_string(const struct kw *k, const void *src, FILE *fp)
 {
 	const char *s = *(char *const *)src;
 
@@ -609,13 +611,13 @@ dump_string(const void *src, FILE *fp)
 }
 
 static void
-dump_mode(const void *src, FILE *fp)
+dump_mode(const struct kw *k, const void *src, FILE *fp)
 {
 	fprintf(fp, "%04o", (unsigned)*(const mode_t *)src);
 }
 
 static void
-dump_level(const void *src, FILE *fp)
+dump_level(const struct kw *k, const void *src, FILE *fp)
 {
 	const char *name = ag_log_level_name(*(const int *)src);
 
@@ -623,7 +625,7 @@ dump_level(const void *src, FILE *fp)
 }
 
 static void
-dump_facility(const void *src, FILE *fp)
+dump_facility(const struct kw *k, const void *src, FILE *fp)
 {
 	const char *name = ag_log_facility_name(*(const int *)src);
 
@@ -631,7 +633,7 @@ dump_facility(const void *src, FILE *fp)
 }
 
 static void
-dump_cidrs(const void *src, FILE *fp)
+dump_cidrs(const struct kw *k, const void *src, FILE *fp)
 {
 	const struct ag_cidr_list *list = src;
 	char buf[AG_CIDR_STRLEN];
@@ -647,25 +649,25 @@ dump_cidrs(const void *src, FILE *fp)
 }
 
 static void
-dump_bool(const void *src, FILE *fp)
+dump_bool(const struct kw *k, const void *src, FILE *fp)
 {
 	fputs(*(const bool *)src ? "yes" : "no", fp);
 }
 
 static void
-dump_action(const void *src, FILE *fp)
+dump_action(const struct kw *k, const void *src, FILE *fp)
 {
 	fputs(ag_action_name(*(const enum ag_action *)src), fp);
 }
 
 static void
-dump_uint(const void *src, FILE *fp)
+dump_uint(const struct kw *k, const void *src, FILE *fp)
 {
 	fprintf(fp, "%u", *(const unsigned *)src);
 }
 
 static void
-dump_disp(const void *src, FILE *fp)
+dump_disp(const struct kw *k, const void *src, FILE *fp)
 {
 	fputs(ag_disp_name((enum ag_disp)*(const int *)src), fp);
 }
@@ -710,6 +712,5 @@ const struct kw_ops ag_kw_ops[] = {
 	    sizeof(char *) },
 	[KW_RATEBACKEND] = { parse_ratebackend, dump_string, release_string,
 	    sizeof(char *) },
-	[KW_RBERR] = { parse_rberr, dump_rberr, NULL,
-	    sizeof(enum ag_rate_fallback) },
+	[KW_CHOICE] = { parse_choice, dump_choice, NULL, sizeof(int) },
 };

@@ -503,7 +503,9 @@ collect_all(struct ag_rater *r, struct collect *c, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return AG_NOMEM;
 	}
-	qsort(c->v, c->n, sizeof(*c->v), counter_cmp);
+	if (c->n > 1) {
+		qsort(c->v, c->n, sizeof(*c->v), counter_cmp);
+	}
 	return st;
 }
 
