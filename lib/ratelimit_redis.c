@@ -49,13 +49,15 @@
  * error text is cut short and reduced to printable ASCII before it goes
  * into ERR.  hiredis 0.14 itself has no cap on reply sizes.
  *
- * Ownership: the handle owns its strings and closes every thread's
- * connection; a thread frees its own structs.  Thread safety: every call
+ * Ownership: the handle owns its strings (the URL, parsed by
+ * redis_url.c) and closes every thread's connection; a thread frees its
+ * own structs.  Thread safety: every call
  * may come from any thread; ag_redis_free() when no call on the handle is
  * in progress (threads that used it may be exiting).  Writing to a socket
  * the server closed raises SIGPIPE: the daemon ignores it (filter/main.c),
  * and so must any other program.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -65,23 +67,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "ratelimit_redis.h"
+#include "redis_url.h"
 
 #define RR_US 1000ULL			/* microseconds a millisecond */
 #define RR_NUM_MAX (1ULL << 53)		/* Lua numbers are exact below */
 #define RR_DEN_MAX (1ULL << 52)		/* so that FRAC + R < RR_NUM_MAX */
 #define RR_GIVE_MAX (1ULL << 52)	/* us: more than any debt */
-#define RR_PORT_DEFAULT 6379
-#define RR_DB_DIGITS 9			/* a database number below 1e9 */
-#define RR_HOST_MAX 253			/* RFC 1035 2.3.4, dots included */
-#define RR_PASS_MAX 512
 #define RR_SHA_LEN 40			/* SHA1 in hex */
 #define RR_NUM_DIGITS 16		/* digits of a number below 2^53 */
 #define RR_SCAN_COUNT "1000"
@@ -166,12 +163,7 @@ struct rr_conn {
 
 struct ag_redis {
 	char *shown;			/* the URL, password masked */
-	char *where;			/* "host:port" or the socket path */
-	char *host;			/* TCP: no brackets; NULL for unix */
-	char *path;			/* unix socket; NULL for TCP */
-	char *password;			/* NULL: no AUTH */
-	int port;
-	unsigned db;
+	struct ag_redis_url url;	/* where, AUTH and SELECT */
 	unsigned timeout_ms;
 	struct timeval tv;
 	bool have_mu;
@@ -277,265 +269,6 @@ parse_num(const char *s, size_t len, size_t maxdig, uint64_t *out)
 	return true;
 }
 
-/* ---- the URL ------------------------------------------------------------- */
-
-/* URL with the password (between "//:" and the last '@') as "***", in BUF. */
-static void
-url_mask(const char *url, char *buf, size_t size)
-{
-	const char *auth = strstr(url, "://"), *at;
-
-	at = auth != NULL ? strrchr(auth + 3, '@') : NULL;
-	if (at == NULL) {
-		snprintf(buf, size, "%s", url);
-		return;
-	}
-	auth += 3;
-	snprintf(buf, size, "%.*s%s%s", (int)(auth - url), url,
-	    *auth == ':' ? ":***" : "***", at);
-}
-
-/* The value of hex digit C, or -1. */
-static int
-hex_val(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-		return (c | 0x20) - 'a' + 10;
-	}
-	return -1;
-}
-
-/*
- * S (LEN bytes) with %XX decoded, as a new string; NULL with *WHY set,
- * or with *WHY NULL when out of memory.  %00 is refused: AUTH would send
- * it, but a password cannot hold it here.
- */
-static char *
-url_decode(const char *s, size_t len, const char **why)
-{
-	char *out = malloc(len + 1), *o = out;
-	size_t i;
-	int hi, lo;
-
-	*why = NULL;
-	if (out == NULL) {
-		return NULL;
-	}
-	for (i = 0; i < len; i++) {
-		if (s[i] != '%') {
-			*o++ = s[i];
-			continue;
-		}
-		hi = i + 2 < len ? hex_val(s[i + 1]) : -1;
-		lo = i + 2 < len ? hex_val(s[i + 2]) : -1;
-		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-			free(out);
-			*why = "bad %-escape in the password";
-			return NULL;
-		}
-		*o++ = (char)(hi << 4 | lo);
-		i += 2;
-	}
-	*o = '\0';
-	return out;
-}
-
-/* True for a byte of a host name or an IPv4 address. */
-static inline bool
-host_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
-}
-
-/* True for a byte of a bracketed IPv6 address (a zone id included). */
-static inline bool
-ip6_char(char c)
-{
-	return host_char(c) || c == ':' || c == '%';
-}
-
-/* A copy of LEN bytes at S as a string into *OUT; false if out of memory. */
-static bool
-dup_n(const char *s, size_t len, char **out)
-{
-	*out = malloc(len + 1);
-	if (*out == NULL) {
-		return false;
-	}
-	memcpy(*out, s, len);
-	(*out)[len] = '\0';
-	return true;
-}
-
-/*
- * The rest of a redis:// URL (after the scheme) into R: AG_OK, AG_NOMEM,
- * or AG_INVALID with *WHY.
- */
-static ag_status
-url_tcp(struct ag_redis *r, const char *p, const char **why)
-{
-	const char *at = strrchr(p, '@'), *h, *end;
-	size_t hlen, n;
-	uint64_t v;
-	bool v6;
-
-	if (at != NULL) {
-		if (*p != ':') {
-			*why = "a user name is not supported (only :PASSWORD@)";
-			return AG_INVALID;
-		}
-		if (at == p + 1) {
-			*why = "empty password";
-			return AG_INVALID;
-		}
-		if ((size_t)(at - p - 1) > RR_PASS_MAX * 3) {
-			*why = "password too long";
-			return AG_INVALID;
-		}
-		r->password = url_decode(p + 1, (size_t)(at - p - 1), why);
-		if (r->password == NULL) {
-			return *why != NULL ? AG_INVALID : AG_NOMEM;
-		}
-		if (strlen(r->password) > RR_PASS_MAX) {
-			*why = "password too long";
-			return AG_INVALID;
-		}
-		p = at + 1;
-	}
-	if ((v6 = *p == '[')) {
-		h = p + 1;
-		for (end = h; ip6_char(*end); end++) {
-		}
-		if (*end != ']' || memchr(h, ':', (size_t)(end - h)) == NULL) {
-			*why = "bad IPv6 address in brackets";
-			return AG_INVALID;
-		}
-		hlen = (size_t)(end - h);
-		p = end + 1;
-	} else {
-		h = p;
-		for (end = h; host_char(*end); end++) {
-		}
-		hlen = (size_t)(end - h);
-		p = end;
-	}
-	if (hlen == 0) {
-		*why = "no host";
-		return AG_INVALID;
-	}
-	if (hlen > RR_HOST_MAX) {
-		*why = "host name too long";
-		return AG_INVALID;
-	}
-	r->port = RR_PORT_DEFAULT;
-	if (*p == ':') {
-		n = strspn(p + 1, "0123456789");
-		if (!parse_num(p + 1, n, 5, &v) || v == 0 || v > 65535) {
-			*why = "the port must be a number from 1 to 65535";
-			return AG_INVALID;
-		}
-		r->port = (int)v;
-		p += 1 + n;
-	}
-	if (*p == '/') {
-		n = strspn(p + 1, "0123456789");
-		if (!parse_num(p + 1, n, RR_DB_DIGITS, &v)) {
-			*why = "the database must be a number below 10^9";
-			return AG_INVALID;
-		}
-		r->db = (unsigned)v;
-		p += 1 + n;
-	}
-	if (*p != '\0') {
-		*why = *p == '?' ? "no query is allowed in a redis:// URL" :
-		    "unexpected text after the host, port or database";
-		return AG_INVALID;
-	}
-	if (!dup_n(h, hlen, &r->host)) {
-		return AG_NOMEM;
-	}
-	n = hlen + 16;
-	if ((r->where = malloc(n)) == NULL) {
-		return AG_NOMEM;
-	}
-	snprintf(r->where, n, v6 ? "[%s]:%d" : "%s:%d", r->host, r->port);
-	return AG_OK;
-}
-
-/*
- * The rest of a unix: URL (after "unix:") into R: AG_OK, AG_NOMEM, or
- * AG_INVALID with *WHY.
- */
-static ag_status
-url_unix(struct ag_redis *r, const char *p, const char **why)
-{
-	struct sockaddr_un sun;
-	const char *q;
-	size_t len, n;
-	uint64_t v;
-
-	if (strncmp(p, "//", 2) == 0) {
-		p += 2;
-		if (*p != '/') {
-			*why = "unix://HOST/ is not supported: use unix:/PATH "
-			    "or unix:///PATH";
-			return AG_INVALID;
-		}
-	}
-	if (*p != '/') {
-		*why = "the socket path must be absolute";
-		return AG_INVALID;
-	}
-	q = strchr(p, '?');
-	len = q != NULL ? (size_t)(q - p) : strlen(p);
-	if (len < 2) {
-		*why = "no socket path";
-		return AG_INVALID;
-	}
-	if (len >= sizeof(sun.sun_path)) {
-		*why = "socket path too long";
-		return AG_INVALID;
-	}
-	if (q != NULL) {
-		if (strncmp(q, "?db=", 4) != 0) {
-			*why = "the only query allowed is ?db=N";
-			return AG_INVALID;
-		}
-		n = strspn(q + 4, "0123456789");
-		if (!parse_num(q + 4, n, RR_DB_DIGITS, &v) ||
-		    q[4 + n] != '\0') {
-			*why = "the database must be a number below 10^9";
-			return AG_INVALID;
-		}
-		r->db = (unsigned)v;
-	}
-	if (!dup_n(p, len, &r->path) || !dup_n(p, len, &r->where)) {
-		return AG_NOMEM;
-	}
-	return AG_OK;
-}
-
-/* URL into R: AG_OK, AG_NOMEM, or AG_INVALID with *WHY. */
-static ag_status
-url_parse(struct ag_redis *r, const char *url, const char **why)
-{
-	if (strncasecmp(url, "redis://", 8) == 0) {
-		return url_tcp(r, url + 8, why);
-	}
-	if (strncasecmp(url, "unix:", 5) == 0) {
-		return url_unix(r, url + 5, why);
-	}
-	*why = strncasecmp(url, "rediss://", 9) == 0 ?
-	    "TLS (rediss://) is not supported" :
-	    "expected redis://[:PASSWORD@]HOST[:PORT][/DB] or "
-	    "unix:/PATH[?db=N]";
-	return AG_INVALID;
-}
-
 /* ---- the handle ---------------------------------------------------------- */
 
 /* Close C's context, if any: the next call connects again. */
@@ -615,8 +348,8 @@ ag_redis_new(const char *url, unsigned timeout_ms, struct ag_redis **out,
 		rr_err(err, errlen, "out of memory");
 		return AG_NOMEM;
 	}
-	url_mask(url, shown, sizeof(shown));
-	if ((rc = url_parse(r, url, &why)) == AG_INVALID) {
+	ag_redis_url_mask(url, shown, sizeof(shown));
+	if ((rc = ag_redis_url_parse(url, &r->url, &why)) == AG_INVALID) {
 		/* Cut a long URL short: the reason must stay in ERR. */
 		rr_err(err, errlen, "bad RateBackend URL '%.*s%s': %s",
 		    RR_SHOWN_MAX, shown, strlen(shown) > RR_SHOWN_MAX ? "..." :
@@ -629,7 +362,7 @@ ag_redis_new(const char *url, unsigned timeout_ms, struct ag_redis **out,
 		rc = AG_NOMEM;
 	}
 	if (rc == AG_OK) {
-		url_mask(url, r->shown, n);
+		ag_redis_url_mask(url, r->shown, n);
 		r->have_mu = pthread_mutex_init(&r->mu, NULL) == 0;
 		rc = r->have_mu && pthread_once(&rr_key_once, key_make) == 0 &&
 		    rr_key_ok ? AG_OK : AG_NOMEM;
@@ -683,13 +416,7 @@ ag_redis_free(struct ag_redis *r)
 		pthread_mutex_destroy(&r->mu);
 	}
 	free(r->shown);
-	free(r->where);
-	free(r->host);
-	free(r->path);
-	if (r->password != NULL) {
-		explicit_bzero(r->password, strlen(r->password));
-		free(r->password);
-	}
+	ag_redis_url_clear(&r->url);
 	free(r);
 }
 
@@ -706,7 +433,7 @@ static void
 mark_down(struct ag_redis *r, const char *why)
 {
 	pthread_mutex_lock(&r->mu);
-	snprintf(r->down_why, sizeof(r->down_why), "%s: %s", r->where, why);
+	snprintf(r->down_why, sizeof(r->down_why), "%s: %s", r->url.where, why);
 	pthread_mutex_unlock(&r->mu);
 	atomic_store(&r->retry_at, mono_ms() + AG_REDIS_RETRY_MS);
 }
@@ -734,7 +461,7 @@ conn_call(struct rr_conn *c, int argc, const char **argv,
 		return AG_OK;
 	}
 	if (c->ctx->err == REDIS_ERR_OOM) {
-		rr_err(err, errlen, "redis %s: out of memory", r->where);
+		rr_err(err, errlen, "redis %s: out of memory", r->url.where);
 		conn_close(c);
 		return AG_NOMEM;
 	}
@@ -745,7 +472,7 @@ conn_call(struct rr_conn *c, int argc, const char **argv,
 	} else {
 		snprintf(why, sizeof(why), "%s", c->ctx->errstr);
 	}
-	rr_err(err, errlen, "redis %s: %s", r->where, why);
+	rr_err(err, errlen, "redis %s: %s", r->url.where, why);
 	conn_close(c);
 	return AG_TEMPFAIL;
 }
@@ -755,7 +482,7 @@ static ag_status
 conn_replied_error(struct rr_conn *c, redisReply *rep, const char *what,
     char *err, size_t errlen)
 {
-	const char *where = atomic_load(&c->r)->where;
+	const char *where = atomic_load(&c->r)->url.where;
 	char q[RR_QUOTE_MAX];
 
 	if (rep->type == REDIS_REPLY_ERROR) {
@@ -811,7 +538,7 @@ script_load(struct rr_conn *c, char *err, size_t errlen)
 		return conn_replied_error(c, rep, "SCRIPT LOAD", err, errlen);
 	}
 	for (i = 0; i < RR_SHA_LEN; i++) {
-		if (hex_val(rep->str[i]) < 0) {
+		if (!isxdigit((unsigned char)rep->str[i])) {
 			return conn_replied_error(c, rep, "SCRIPT LOAD", err,
 			    errlen);
 		}
@@ -851,23 +578,24 @@ conn_open(struct rr_conn *c, char *err, size_t errlen)
 			return AG_TEMPFAIL;
 		}
 	}
-	c->ctx = r->path != NULL ? redisConnectUnixWithTimeout(r->path, r->tv) :
-	    redisConnectWithTimeout(r->host, r->port, r->tv);
+	c->ctx = r->url.path != NULL ?
+	    redisConnectUnixWithTimeout(r->url.path, r->tv) :
+	    redisConnectWithTimeout(r->url.host, r->url.port, r->tv);
 	if (c->ctx == NULL) {
-		rr_err(err, errlen, "redis %s: out of memory", r->where);
+		rr_err(err, errlen, "redis %s: out of memory", r->url.where);
 		return AG_NOMEM;
 	}
 	if (c->ctx->err != 0 || redisSetTimeout(c->ctx, r->tv) != REDIS_OK) {
-		rr_err(err, errlen, "redis %s: connect: %s", r->where,
+		rr_err(err, errlen, "redis %s: connect: %s", r->url.where,
 		    c->ctx->err != 0 ? c->ctx->errstr : "cannot set timeout");
 		rc = AG_TEMPFAIL;
 	}
-	if (rc == AG_OK && r->password != NULL) {
-		argv[0] = "AUTH", argv[1] = r->password;
+	if (rc == AG_OK && r->url.password != NULL) {
+		argv[0] = "AUTH", argv[1] = r->url.password;
 		rc = conn_simple(c, 2, argv, "AUTH", err, errlen);
 	}
-	if (rc == AG_OK && r->db != 0) {
-		snprintf(db, sizeof(db), "%u", r->db);
+	if (rc == AG_OK && r->url.db != 0) {
+		snprintf(db, sizeof(db), "%u", r->url.db);
 		argv[0] = "SELECT", argv[1] = db;
 		rc = conn_simple(c, 2, argv, "SELECT", err, errlen);
 	}
@@ -880,7 +608,7 @@ conn_open(struct rr_conn *c, char *err, size_t errlen)
 	} else {
 		conn_close(c);
 		/* ERR is "redis WHERE: reason": keep the reason. */
-		n = strlen("redis ") + strlen(r->where) + 2;
+		n = strlen("redis ") + strlen(r->url.where) + 2;
 		if (rc == AG_TEMPFAIL) {
 			mark_down(r, strlen(err) >= n ? err + n : err);
 		}
