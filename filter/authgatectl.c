@@ -63,7 +63,9 @@ usage(FILE *fp)
 	    "[--max-size BYTES]\n"
 	    "           [--max-rcpts N] [--spf RESULT=ACTION]... "
 	    "[--spf check=on|off]\n"
-	    "           [--dkim require] [--rate MEASURE:LIMIT/WINDOW[:KEY]]...\n"
+	    "           [--dkim require] [--dmarc check=on|off] "
+	    "[--dmarc enforce=on|off]\n"
+	    "           [--rate MEASURE:LIMIT/WINDOW[:KEY]]...\n"
 	    "           [--on-limit tempfail|reject|tag] [--exempt] "
 	    "[--dry-run] [--disabled]\n"
 	    "           [--comment TEXT]\n"
@@ -477,6 +479,34 @@ parse_dkim(const char *arg, struct ag_rule *r)
 	return CTL_OK;
 }
 
+/* Parse "check=on|off" or "enforce=on|off" of --dmarc into R. */
+static int
+parse_dmarc(const char *arg, struct ag_rule *r)
+{
+	int64_t *field;
+	const char *v;
+
+	if (strncmp(arg, "check=", 6) == 0) {
+		field = &r->dmarc_check;
+		v = arg + 6;
+	} else if (strncmp(arg, "enforce=", 8) == 0) {
+		field = &r->dmarc_enforce;
+		v = arg + 8;
+	} else {
+		return ctl_err(CTL_USAGE, "--dmarc '%s': expected check=on|off "
+		    "or enforce=on|off", arg);
+	}
+	if (*field != AG_LIMIT_UNSET) {
+		return ctl_err(CTL_USAGE, "--dmarc %.*s given twice",
+		    (int)(v - arg - 1), arg);
+	}
+	if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+		return ctl_err(CTL_USAGE, "--dmarc %s: expected on or off", arg);
+	}
+	*field = strcmp(v, "on") == 0;
+	return CTL_OK;
+}
+
 /* Parse one --rate into R. */
 static int
 parse_rate(const char *arg, struct ag_rule *r)
@@ -577,9 +607,11 @@ rule_add_values(const struct add_opts *o, struct ag_rule *r)
 	}
 	if (r->max_size == AG_LIMIT_UNSET && r->max_rcpts == AG_LIMIT_UNSET &&
 	    !rule_has_spf(r) && r->dkim_require == AG_LIMIT_UNSET &&
-	    r->nrate == 0 && !r->exempt) {
+	    r->dmarc_check == AG_LIMIT_UNSET &&
+	    r->dmarc_enforce == AG_LIMIT_UNSET && r->nrate == 0 &&
+	    !r->exempt) {
 		return ctl_err(CTL_USAGE, "rule sets nothing: give --max-size, "
-		    "--max-rcpts, --spf, --dkim, --rate or --exempt");
+		    "--max-rcpts, --spf, --dkim, --dmarc, --rate or --exempt");
 	}
 	return CTL_OK;
 }
@@ -603,6 +635,8 @@ rule_add_parse(struct ctl *c, struct args *a, struct ag_rule *r)
 			rc = got < 0 ? CTL_USAGE : parse_spf(v, r);
 		} else if ((got = opt_value(a, "--dkim", &v)) != 0) {
 			rc = got < 0 ? CTL_USAGE : parse_dkim(v, r);
+		} else if ((got = opt_value(a, "--dmarc", &v)) != 0) {
+			rc = got < 0 ? CTL_USAGE : parse_dmarc(v, r);
 		} else if ((got = opt_value(a, "--rate", &v)) != 0) {
 			rc = got < 0 ? CTL_USAGE : parse_rate(v, r);
 		} else if ((got = opt_value(a, "--on-limit", &v)) != 0) {
@@ -732,6 +766,18 @@ format_settings(char *buf, size_t bufsz, const struct ag_rule *r)
 	if (r->dkim_require == 1) {
 		append(buf, bufsz, &len, "%sdkim:require", len ? " " : "");
 	}
+	if (r->dmarc_check >= 0 || r->dmarc_enforce >= 0) {
+		append(buf, bufsz, &len, "%sdmarc:", len ? " " : "");
+		if (r->dmarc_check >= 0) {
+			append(buf, bufsz, &len, "check=%s",
+			    r->dmarc_check ? "on" : "off");
+		}
+		if (r->dmarc_enforce >= 0) {
+			append(buf, bufsz, &len, "%senforce=%s",
+			    r->dmarc_check >= 0 ? "," : "",
+			    r->dmarc_enforce ? "on" : "off");
+		}
+	}
 	for (i = 0; i < r->nrate; i++) {
 		char spec[AG_RATE_SPEC_MAX];
 
@@ -796,7 +842,15 @@ put_rule_json(FILE *fp, const struct ag_rule *r)
 	put_spf_json(fp, r);
 	fprintf(fp, ",\"dkim\":{%s}", r->dkim_require == 1 ?
 	    "\"require\":true" : "");
-	fputs(",\"rates\":[", fp);
+	fputs(",\"dmarc\":{", fp);
+	if (r->dmarc_check >= 0) {
+		fprintf(fp, "\"check\":\"%s\"", r->dmarc_check ? "on" : "off");
+	}
+	if (r->dmarc_enforce >= 0) {
+		fprintf(fp, "%s\"enforce\":\"%s\"", r->dmarc_check >= 0 ? "," : "",
+		    r->dmarc_enforce ? "on" : "off");
+	}
+	fputs("},\"rates\":[", fp);
 	for (i = 0; i < r->nrate; i++) {
 		char spec[AG_RATE_SPEC_MAX];
 

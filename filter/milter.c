@@ -303,7 +303,7 @@ cb_eom(SMFICTX *ctx)
 	}
 	note_qid(ctx, c);
 	ag_conn_eom(c, &v, &ed, &n);
-	if (!ag_verdict_is_final(&v)) {
+	if (!ag_verdict_is_final(&v) || v.action == AG_ACT_QUARANTINE) {
 		apply_edits(ctx, ed, n);
 	}
 	return reply(ctx, &v);

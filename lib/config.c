@@ -55,6 +55,18 @@ _Static_assert(AG_RB_LOCAL == 0 && AG_RB_TEMPFAIL == 1 && AG_RB_ACCEPT == 2,
 _Static_assert(sizeof(enum ag_rate_fallback) == sizeof(int),
     "KW_CHOICE stores an int");
 
+static const char *const enforce_names[] = { "none", "quarantine",
+	"reject", NULL };
+static const char *const quarantine_names[] = { "hold", "tag", NULL };
+static const char *const fromerr_names[] = { "reject", "permerror", NULL };
+static const char *const accept_tempfail_names[] = { "accept", "tempfail",
+	NULL };
+_Static_assert(AG_DMARC_QUAR_HOLD == 0 && AG_DMARC_QUAR_TAG == 1 &&
+    AG_DMARC_FROMERR_REJECT == 0 && AG_DMARC_FROMERR_PERMERROR == 1,
+    "the names follow the enums");
+_Static_assert(sizeof(enum ag_dmarc_quarantine) == sizeof(int) &&
+    sizeof(enum ag_dmarc_fromerr) == sizeof(int), "KW_CHOICE stores an int");
+
 /* The keywords, in the order ag_config_dump() prints them. */
 static const struct kw kw_table[] = {
 	{ "Socket", KW_SOCKET, AG_CONFIG_DEFAULT_SOCKET, OFF(socket), 0, 0, 0,
@@ -137,6 +149,24 @@ static const struct kw kw_table[] = {
 	    OFF(rate_checkpoint_interval), 1, 3600, 0,
 	    "seconds between saves of the local counters to the database",
 	    NULL },
+	{ "DMARCCheck", KW_BOOL, "yes", OFF(dmarc_check), 0, 0, 0,
+	    "evaluate DMARC for mail from untrusted clients", NULL },
+	{ "DMARCEnforce", KW_CHOICE, "reject", OFF(dmarc_enforce), 0, 0, 0,
+	    "the strongest DMARC policy honoured: reject, quarantine, none",
+	    enforce_names },
+	{ "DMARCQuarantine", KW_CHOICE, "hold", OFF(dmarc_quarantine), 0, 0, 0,
+	    "p=quarantine: the MTA's hold queue, or a tag header",
+	    quarantine_names },
+	{ "On-DMARCFromError", KW_CHOICE, "reject", OFF(on_dmarc_from_error),
+	    0, 0, 0, "no, several or unreadable From: reject or permerror",
+	    fromerr_names },
+	{ "On-DMARCTemperror", KW_CHOICE, "accept", OFF(on_dmarc_temperror),
+	    0, 0, 0, "when the DMARC record cannot be fetched: accept or "
+	    "tempfail", accept_tempfail_names },
+	{ "PublicSuffixList", KW_ABSPATH, NULL, OFF(psl_file), 0, 0, 0,
+	    "the Public Suffix List; unset: Debian's publicsuffix", NULL },
+	{ "HistoryDays", KW_UINT, "30", OFF(history_days), 0, 3650, 0,
+	    "days of DMARC results kept for reports; 0: none", NULL },
 	{ "ControlSocket", KW_ABSPATH, NULL, OFF(control_socket), 0, 0, 0,
 	    "authgatectl's socket; unset: control.sock beside a unix Socket",
 	    NULL },

@@ -38,6 +38,10 @@ enum ag_rate_fallback {
 
 #define AG_CONFIG_DEFAULT_CONTROL "/run/authgate/control.sock"
 
+/* DMARCQuarantine and On-DMARCFromError (KW_CHOICE: by index). */
+enum ag_dmarc_quarantine { AG_DMARC_QUAR_HOLD = 0, AG_DMARC_QUAR_TAG };
+enum ag_dmarc_fromerr { AG_DMARC_FROMERR_REJECT = 0, AG_DMARC_FROMERR_PERMERROR };
+
 struct ag_config {
 	char *file;		/* path read, or NULL for embedded defaults */
 	char *socket;		/* Socket: unix:PATH, inet:PORT@ADDR, inet6:PORT@ADDR */
@@ -71,6 +75,13 @@ struct ag_config {
 	unsigned rate_max_keys;	/* RateMaxKeys: default 1000000 */
 	unsigned rate_checkpoint_interval; /* RateCheckpointInterval: s, 30 */
 	char *control_socket;	/* ControlSocket: NULL: derived */
+	bool dmarc_check;	/* DMARCCheck: default yes */
+	int dmarc_enforce;	/* DMARCEnforce: an enum ag_dmarc_policy cap */
+	enum ag_dmarc_quarantine dmarc_quarantine; /* DMARCQuarantine */
+	enum ag_dmarc_fromerr on_dmarc_from_error; /* On-DMARCFromError */
+	int on_dmarc_temperror;	/* On-DMARCTemperror: 0 accept, 1 tempfail */
+	char *psl_file;		/* PublicSuffixList: NULL: Debian's */
+	unsigned history_days;	/* HistoryDays: default 30, 0: none */
 };
 
 /*

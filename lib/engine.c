@@ -31,7 +31,9 @@ struct checkers {
 	struct ag_dns *dns;
 	struct ag_spf *spf;
 	struct ag_dkim *dkim;
+	struct ag_dmarc *dmarc;
 	char *servers;		/* the settings they were made for */
+	char *psl_file;
 	unsigned timeout;
 	char *receiver;
 };
@@ -78,11 +80,13 @@ checkers_unref(struct checkers *k)
 	if (k == NULL || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) != 0) {
 		return;
 	}
+	ag_dmarc_free(k->dmarc);
 	ag_dkim_free(k->dkim);
 	ag_spf_free(k->spf);
 	ag_dns_free(k->dns);
 	free(k->servers);
 	free(k->receiver);
+	free(k->psl_file);
 	free(k);
 }
 
@@ -103,11 +107,12 @@ checkers_update(struct ag_engine *e, const struct ag_config *cfg)
 {
 	struct ag_dns_opts opts = { cfg->dns_servers, cfg->dns_timeout };
 	struct checkers *k = e->chk;
-	char err[256];
+	char err[256] = "";
 
 	if (k != NULL && same_str(k->servers, cfg->dns_servers) &&
 	    k->timeout == cfg->dns_timeout &&
-	    same_str(k->receiver, cfg->authserv_id)) {
+	    same_str(k->receiver, cfg->authserv_id) &&
+	    same_str(k->psl_file, cfg->psl_file)) {
 		return;
 	}
 	k = calloc(1, sizeof(*k));
@@ -123,13 +128,21 @@ checkers_update(struct ag_engine *e, const struct ag_config *cfg)
 	    ag_dns_new(&opts, &k->dns, err, sizeof(err)) != AG_OK ||
 	    ag_spf_new(k->dns, cfg->authserv_id, &k->spf, err,
 	    sizeof(err)) != AG_OK ||
-	    ag_dkim_new(k->dns, &k->dkim, err, sizeof(err)) != AG_OK) {
+	    ag_dkim_new(k->dns, &k->dkim, err, sizeof(err)) != AG_OK ||
+	    (cfg->psl_file != NULL &&
+	    (k->psl_file = strdup(cfg->psl_file)) == NULL) ||
+	    ag_dmarc_new(k->dns, cfg->psl_file, &k->dmarc, err,
+	    sizeof(err)) != AG_OK) {
 		ag_log_err("cannot make the resolver (%s): %s",
 		    cfg->dns_servers != NULL ? cfg->dns_servers : "resolv.conf",
 		    k->servers == NULL && cfg->dns_servers != NULL ?
 		    "out of memory" : err);
 		checkers_unref(k);
 		return;
+	}
+	if (err[0] != '\0') {
+		/* a warning: the built-in Public Suffix List stands in */
+		ag_log_warning("%s", err);
 	}
 	checkers_unref(e->chk);
 	e->chk = k;
@@ -191,6 +204,7 @@ publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
 		s->pub.dns = s->chk->dns;
 		s->pub.spf = s->chk->spf;
 		s->pub.dkim = s->chk->dkim;
+		s->pub.dmarc = s->chk->dmarc;
 	}
 	s->pub.cfg = cfg;
 	s->pub.rater = e->rater;

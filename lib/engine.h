@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "dkim.h"
+#include "dmarc.h"
 #include "dns.h"
 #include "policy.h"
 #include "rate.h"
@@ -42,6 +43,7 @@ struct ag_snapshot {
 	struct ag_dns *dns;		/* NULL: no resolver (see the log) */
 	struct ag_spf *spf;		/* NULL: no resolver */
 	struct ag_dkim *dkim;		/* NULL: no resolver */
+	struct ag_dmarc *dmarc;		/* NULL: no resolver */
 	struct ag_rater *rater;		/* the engine's, lives as long */
 };
 

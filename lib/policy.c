@@ -139,6 +139,8 @@ ag_rule_init(struct ag_rule *r)
 	}
 	r->spf_check = AG_LIMIT_UNSET;
 	r->dkim_require = AG_LIMIT_UNSET;
+	r->dmarc_check = AG_LIMIT_UNSET;
+	r->dmarc_enforce = AG_LIMIT_UNSET;
 	r->on_limit = AG_LIMIT_UNSET;
 }
 
@@ -668,6 +670,8 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 	}
 	setting_init(&out->spf_check);
 	setting_init(&out->dkim_require);
+	setting_init(&out->dmarc_check);
+	setting_init(&out->dmarc_enforce);
 	out->nmatched = 0;
 	if (p == NULL || f == NULL) {
 		return;
@@ -693,6 +697,8 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 		}
 		setting_take(&out->spf_check, r->spf_check, r);
 		setting_take(&out->dkim_require, r->dkim_require, r);
+		setting_take(&out->dmarc_check, r->dmarc_check, r);
+		setting_take(&out->dmarc_enforce, r->dmarc_enforce, r);
 	}
 }
 

@@ -158,6 +158,8 @@ struct ag_rule {
 	int64_t spf_disp[AG_SPF_NRESULTS]; /* an enum ag_disp per result */
 	int64_t spf_check;	/* 1 check SPF, 0 do not (e.g. a trusted relay) */
 	int64_t dkim_require;	/* 1: a passing signature of the sender domain */
+	int64_t dmarc_check;	/* 1 evaluate DMARC, 0 do not */
+	int64_t dmarc_enforce;	/* 0: DMARC failures are recorded only */
 	/* rate limits: they layer (see ag_policy_rates) */
 	size_t nrate;
 	struct ag_rate_spec rate[AG_RATE_MAX_PER_RULE];
@@ -198,6 +200,8 @@ struct ag_eval {
 	struct ag_setting spf_disp[AG_SPF_NRESULTS];
 	struct ag_setting spf_check;
 	struct ag_setting dkim_require;
+	struct ag_setting dmarc_check;
+	struct ag_setting dmarc_enforce;
 	size_t nmatched;	/* number of rules that matched */
 };
 

@@ -186,7 +186,8 @@ msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	if (v != NULL) {
 		msg_log(c, v, how);
 	}
-	sess_rate_end(m, how != NULL && strcmp(how, "accept") == 0);
+	sess_rate_end(m, how != NULL && (strcmp(how, "accept") == 0 ||
+	    strcmp(how, "quarantine") == 0));
 	edits_free_array(m->edits, m->nedits);
 	sess_auth_free(m);
 	ag_snapshot_release(m->snap);
@@ -585,7 +586,8 @@ ag_conn_eom(struct ag_conn *c, struct ag_verdict *v,
 	if (!ag_verdict_is_final(v) && !sess_auth_eom(c, v)) {
 		out_of_memory(c, v);
 	}
-	if (ag_verdict_is_final(v)) {
+	/* a quarantined message is accepted (into the hold queue) */
+	if (ag_verdict_is_final(v) && v->action != AG_ACT_QUARANTINE) {
 		msg_end(c, v, NULL);
 		return;
 	}
@@ -597,7 +599,7 @@ ag_conn_eom(struct ag_conn *c, struct ag_verdict *v,
 	m->nedits = 0;
 	*edits = c->edits;
 	*nedits = c->nedits;
-	msg_end(c, v, "accept");
+	msg_end(c, v, v->action == AG_ACT_QUARANTINE ? "quarantine" : "accept");
 }
 
 void

@@ -282,6 +282,9 @@ auth_results(const struct ag_conn *c)
 		ok = dkim_results(ar, m->dkim);
 	}
 	if (ok) {
+		ok = sess_dmarc_authres(m, ar);
+	}
+	if (ok) {
 		out = ag_authres_render(ar);
 	}
 	ag_authres_free(ar);
@@ -344,6 +347,8 @@ sess_auth_mail(struct ag_conn *c, const struct ag_eval *ev,
 
 	spf_mail(c, ev, v);
 	m->dkim_req = ev->dkim_require;
+	m->dmarc_check = ev->dmarc_check;
+	m->dmarc_enforce = ev->dmarc_enforce;
 	m->dkim_skip = NULL;
 	if (!m->snap->cfg->dkim_verify) {
 		m->dkim_skip = "off";
@@ -371,6 +376,9 @@ sess_auth_header(struct ag_conn *c, const char *name, const char *value)
 	struct msg *m = c->msg;
 	char id[256];
 
+	if (!sess_dmarc_header(c, name, value)) {
+		return false;
+	}
 	if (name != NULL && strcasecmp(name, "Authentication-Results") == 0) {
 		/* ours, or one no parser can attribute: removed (RFC 8601 5) */
 		m->ar_seen++;
@@ -511,6 +519,10 @@ sess_auth_eom(struct ag_conn *c, struct ag_verdict *vd)
 	if (ag_verdict_is_final(vd)) {
 		return true;
 	}
+	sess_dmarc_eom(c, vd);
+	if (ag_verdict_is_final(vd)) {
+		return true;
+	}
 	if (!forged_remove(m)) {
 		return false;
 	}
@@ -527,13 +539,15 @@ sess_auth_eom(struct ag_conn *c, struct ag_verdict *vd)
 			return false;
 		}
 	}
-	if (m->spf_done || m->dkim != NULL || c->auth[0] != '\0') {
+	if (m->spf_done || m->dkim != NULL || m->dmarc_done ||
+	    c->auth[0] != '\0') {
 		if ((v = auth_results(c)) == NULL ||
 		    !sess_edit_add(m, AG_EDIT_INSERT, 0, "Authentication-Results",
 		    v)) {
 			return false;
 		}
 	}
+	sess_dmarc_hold(c, vd);
 	return true;
 }
 
@@ -580,14 +594,15 @@ dkim_logfields(const struct msg *m, char *buf, size_t bufsz)
 void
 sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz)
 {
-	char spf[96], dkim[256], forged[32] = "";
+	char spf[96], dkim[256], dmarc[192], forged[32] = "";
 
 	spf_logfields(m, spf, sizeof(spf));
 	dkim_logfields(m, dkim, sizeof(dkim));
+	sess_dmarc_logfields(m, dmarc, sizeof(dmarc));
 	if (m->nforged > 0) {
 		snprintf(forged, sizeof(forged), " forged_ar=%zu", m->nforged);
 	}
-	snprintf(buf, bufsz, "%s%s%s", spf, dkim, forged);
+	snprintf(buf, bufsz, "%s%s%s%s", spf, dkim, dmarc, forged);
 }
 
 void
@@ -595,6 +610,7 @@ sess_auth_free(struct msg *m)
 {
 	ag_dkim_msg_free(m->dkim);
 	m->dkim = NULL;
+	sess_dmarc_free(m);
 	free(m->ar_forged);
 	m->ar_forged = NULL;
 	m->nforged = m->forged_cap = 0;

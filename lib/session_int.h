@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "dkim.h"
+#include "dmarc.h"
 #include "policy.h"
 #include "rate.h"
 #include "session.h"
@@ -31,6 +32,10 @@ struct rate_hold {
 	const struct ag_rule *rule;	/* in the pinned snapshot */
 	size_t idx;			/* the limit's index in the rule */
 };
+
+/* The first From header is kept up to this many bytes for DMARC; a
+ * longer one is a From we cannot read (session_dmarc.c). */
+#define AG_SESSION_FROM_MAX 16384
 
 /* Log values are cut here; longer input is still parsed in full. */
 #define LOGVAL_MAX 256
@@ -69,6 +74,23 @@ struct msg {
 	unsigned *ar_forged;		/* their numbers (1-based) claiming us */
 	size_t nforged;
 	size_t forged_cap;
+	/* DMARC (session_dmarc.c) */
+	uint32_t from_count;		/* From headers seen */
+	char *from_value;		/* the first one's value, or NULL */
+	bool from_too_long;
+	int from_status;		/* enum ag_from_status */
+	char from_domain[AG_ADDR_DOMAIN_MAX + 1];
+	struct ag_setting dmarc_check;	/* a rule's --dmarc check=on|off */
+	struct ag_setting dmarc_enforce; /* a rule's --dmarc enforce=on|off */
+	const char *dmarc_skip;		/* why not evaluated (static), or NULL */
+	bool dmarc_done;		/* evaluated: dmarc_result is set */
+	int dmarc_result;		/* enum ag_dmarc_res */
+	char dmarc_reason[160];
+	struct ag_dmarc_answer *dmarc;	/* the evaluation, or NULL */
+	int dmarc_applied;		/* enum ag_dmarc_policy enforced */
+	const char *dmarc_override;	/* "config", "rule" or NULL */
+	int64_t dmarc_rule;		/* the rule that turned it down */
+	bool dmarc_hold;		/* quarantine in the hold queue */
 	/* rate limits */
 	struct rate_hold *holds;
 	size_t nholds;
@@ -130,6 +152,27 @@ void sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz);
 
 /* Free what the message holds for these checks. */
 void sess_auth_free(struct msg *m);
+
+/* lib/session_dmarc.c: DMARC (see the top of that file). */
+struct ag_authres;
+
+/* Each header: counts From and keeps the first; false on no memory. */
+bool sess_dmarc_header(struct ag_conn *c, const char *name,
+    const char *value);
+
+/* End of message, after DKIM: evaluate and decide; V may become final. */
+void sess_dmarc_eom(struct ag_conn *c, struct ag_verdict *v);
+
+/* After the headers are added: a quarantine verdict, if any. */
+void sess_dmarc_hold(struct ag_conn *c, struct ag_verdict *v);
+
+/* The dmarc result of Authentication-Results; false on no memory. */
+bool sess_dmarc_authres(const struct msg *m, struct ag_authres *ar);
+
+/* The log field " dmarc=...", or "". */
+void sess_dmarc_logfields(const struct msg *m, char *buf, size_t bufsz);
+
+void sess_dmarc_free(struct msg *m);
 
 /* lib/session_rate.c: rate limits (see the top of that file). */
 

@@ -101,6 +101,7 @@ static const char *const migrations[] = {
 #define ACTION_SPF_CHECK "check"	/* the name of spf_check's row */
 #define ACTION_KIND_DKIM "dkim"
 #define ACTION_DKIM_REQUIRE "require"	/* value "yes" */
+#define ACTION_KIND_DMARC "dmarc"	/* check and enforce: on|off */
 #define ACTION_KIND_RATE "rate"
 #define ACTION_RATE_ON_LIMIT "on-limit"
 #define ACTION_RATE_EXEMPT "exempt"	/* value "yes" */
@@ -505,6 +506,11 @@ rule_validate(struct ag_store *s, const struct ag_rule *r,
 			return store_err(s, AG_INVALID, "%s", err);
 		}
 	}
+	if ((r->dmarc_check != AG_LIMIT_UNSET && r->dmarc_check != 0 &&
+	    r->dmarc_check != 1) || (r->dmarc_enforce != AG_LIMIT_UNSET &&
+	    r->dmarc_enforce != 0 && r->dmarc_enforce != 1)) {
+		return store_err(s, AG_INVALID, "dmarc: bad value (0 or 1)");
+	}
 	if (r->on_limit != AG_LIMIT_UNSET && r->on_limit != AG_DISP_TAG &&
 	    r->on_limit != AG_DISP_TEMPFAIL && r->on_limit != AG_DISP_REJECT) {
 		return store_err(s, AG_INVALID, "on-limit: bad disposition %lld",
@@ -619,6 +625,14 @@ rule_insert_actions(struct ag_store *s, int64_t id, const struct ag_rule *r)
 	if (rv == AG_OK && r->dkim_require == 1) {
 		rv = action_insert(s, st, id, ACTION_KIND_DKIM,
 		    ACTION_DKIM_REQUIRE, "yes");
+	}
+	if (rv == AG_OK && r->dmarc_check != AG_LIMIT_UNSET) {
+		rv = action_insert(s, st, id, ACTION_KIND_DMARC, "check",
+		    r->dmarc_check ? "on" : "off");
+	}
+	if (rv == AG_OK && r->dmarc_enforce != AG_LIMIT_UNSET) {
+		rv = action_insert(s, st, id, ACTION_KIND_DMARC, "enforce",
+		    r->dmarc_enforce ? "on" : "off");
 	}
 	for (i = 0; rv == AG_OK && i < r->nrate; i++) {
 		char name[24], spec[AG_RATE_SPEC_MAX];
@@ -966,6 +980,18 @@ load_action_row(struct ag_store *s, struct ag_rule *r, const char *kind,
 	}
 	if (strcmp(kind, ACTION_KIND_RATE) == 0) {
 		return load_rate_row(s, r, name, value);
+	}
+	if (strcmp(kind, ACTION_KIND_DMARC) == 0) {
+		bool on = strcmp(value, "on") == 0;
+
+		if ((!on && strcmp(value, "off") != 0) ||
+		    (strcmp(name, "check") != 0 && strcmp(name, "enforce") != 0)) {
+			return store_err(s, AG_PERMFAIL, "rule %lld: unknown dmarc "
+			    "setting '%s=%s'", (long long)r->id, name, value);
+		}
+		*(strcmp(name, "check") == 0 ? &r->dmarc_check :
+		    &r->dmarc_enforce) = on;
+		return AG_OK;
 	}
 	if (strcmp(kind, ACTION_KIND_SPF) != 0) {
 		return store_err(s, AG_PERMFAIL, "rule %lld: unknown action "

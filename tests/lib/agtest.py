@@ -613,6 +613,8 @@ class Authgate:
             "DNSServer": "127.0.0.1@9",
             "DNSTimeout": "500",
             "SPFCheck": "no",
+            # DMARC needs a From header and DNS: the DMARC tests turn it on
+            "DMARCCheck": "no",
             # authgatectl counters reaches the daemon here (never the
             # system-wide default, which parallel tests would share)
             "ControlSocket": os.path.join(workdir, name + ".ctl"),

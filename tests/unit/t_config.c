@@ -658,6 +658,12 @@ test_rate_keywords(void **state)
 		{ "RateMaxKeys 10", AG_INVALID },
 		{ "RateCheckpointInterval 0", AG_INVALID },
 		{ "ControlSocket ctl.sock", AG_INVALID },
+		{ "DMARCEnforce REJECT", AG_OK },
+		{ "DMARCEnforce always", AG_INVALID },
+		{ "DMARCQuarantine discard", AG_INVALID },
+		{ "On-DMARCFromError accept", AG_INVALID },
+		{ "On-DMARCTemperror reject", AG_INVALID },
+		{ "HistoryDays 3651", AG_INVALID },
 	};
 	struct ag_config *c = NULL;
 	char err[ERRSZ], path[128];
@@ -730,6 +736,13 @@ test_full_and_round_trip(void **state)
 	    "On-RateBackendError tempfail\r\n"
 	    "RateMaxKeys 5000\r\n"
 	    "RateCheckpointInterval 10\r\n"
+	    "DMARCCheck no\r\n"
+	    "DMARCEnforce quarantine\r\n"
+	    "DMARCQuarantine tag\r\n"
+	    "On-DMARCFromError permerror\r\n"
+	    "On-DMARCTemperror tempfail\r\n"
+	    "PublicSuffixList /usr/share/publicsuffix/public_suffix_list.dat\r\n"
+	    "HistoryDays 7\r\n"
 	    "ControlSocket /run/ag/ctl.sock\r\n";
 	struct ag_config *c = NULL, *c2 = NULL;
 	char err[ERRSZ];
@@ -763,6 +776,12 @@ test_full_and_round_trip(void **state)
 	assert_int_equal(c->rate_max_keys, 5000);
 	assert_int_equal(c->rate_checkpoint_interval, 10);
 	assert_string_equal(c->control_socket, "/run/ag/ctl.sock");
+	assert_false(c->dmarc_check);
+	assert_int_equal(c->dmarc_enforce, 1);	/* quarantine */
+	assert_int_equal(c->dmarc_quarantine, AG_DMARC_QUAR_TAG);
+	assert_int_equal(c->on_dmarc_from_error, AG_DMARC_FROMERR_PERMERROR);
+	assert_int_equal(c->on_dmarc_temperror, 1);
+	assert_int_equal(c->history_days, 7);
 	free(d1);
 	free(d2);
 	ag_config_unref(c);
@@ -983,7 +1002,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 37);
+	assert_int_equal(i, 44);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 

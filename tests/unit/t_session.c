@@ -97,7 +97,8 @@ make_cfg(const char *extra)
 	struct ag_config *cfg = NULL;
 
 	snprintf(text, sizeof(text), "Database %s\nAuthservID mx.test\n"
-	    "DNSServer 127.0.0.1@9\nDNSTimeout 200\nSPFCheck no\n%s",
+	    "DNSServer 127.0.0.1@9\nDNSTimeout 200\nSPFCheck no\n"
+	    "DMARCCheck no\n%s",
 	    dbpath, extra != NULL ? extra : "");
 	if (ag_config_load_string(text, "test.conf", &cfg, err,
 	    sizeof(err)) != AG_OK) {
