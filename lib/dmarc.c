@@ -27,7 +27,9 @@ struct ag_dmarc {
 	struct ag_psl *psl;
 };
 
-enum lookup { L_FOUND, L_NONE, L_TEMP, L_PERM };
+/* L_MULTI: several DMARC records at one name: policy discovery ends
+ * there, with no policy (RFC 7489 6.6.3 step 5). */
+enum lookup { L_FOUND, L_NONE, L_MULTI, L_TEMP, L_PERM };
 
 const char *
 ag_dmarc_res_name(enum ag_dmarc_res r)
@@ -101,6 +103,7 @@ lookup_record(struct ag_dmarc *d, const char *domain, uint64_t deadline,
 	size_t lens[AG_DNS_MAX_RR], n = 0, i;
 	enum ag_dmarc_rec_status rs;
 	enum lookup out = L_NONE;
+	size_t ndmarc = 0;
 	ag_status st;
 
 	if ((size_t)snprintf(name, sizeof(name), "_dmarc.%s", domain) >= 254) {
@@ -142,7 +145,14 @@ lookup_record(struct ag_dmarc *d, const char *domain, uint64_t deadline,
 		n++;
 	}
 	ag_dns_result_free(res);
-	if (out == L_NONE) {
+	for (i = 0; out == L_NONE && i < n; i++) {
+		ndmarc += ag_dmarc_record_is_dmarc(txts[i], lens[i]);
+	}
+	if (out == L_NONE && ndmarc > 1) {
+		snprintf(why, whylen, "%zu DMARC records at %.120s", ndmarc,
+		    name);
+		out = L_MULTI;
+	} else if (out == L_NONE) {
 		rs = ag_dmarc_record_pick(txts, lens, n, rec, why, whylen);
 		out = rs == AG_DMARC_REC_OK ? L_FOUND :
 		    rs == AG_DMARC_REC_INVALID ? L_PERM : L_NONE;
@@ -243,6 +253,9 @@ ag_dmarc_check(struct ag_dmarc *d, const struct ag_dmarc_input *in,
 		}
 	}
 	switch (l) {
+	case L_MULTI:
+		a->result = AG_DMARC_NONE;
+		return AG_OK;
 	case L_TEMP:
 		a->result = AG_DMARC_TEMPERROR;
 		return AG_OK;
