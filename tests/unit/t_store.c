@@ -434,8 +434,8 @@ test_bad_rows(void **state)
 		{ "row: negative limit", "UPDATE rules SET max_size = -7",
 		    "rule 1: negative limit" },
 		{ "row: unknown action kind", "INSERT INTO rule_action VALUES "
-		    "(1, 'dmarc', 'enforce', 'yes')",
-		    "rule 1: unknown action kind 'dmarc'" },
+		    "(1, 'arc', 'seal', 'yes')",
+		    "rule 1: unknown action kind 'arc'" },
 		{ "row: bad dkim setting", "INSERT INTO rule_action VALUES "
 		    "(1, 'dkim', 'require', 'on')",
 		    "rule 1: unknown dkim setting 'require=on'" },
@@ -457,6 +457,12 @@ test_bad_rows(void **state)
 		{ "row: bad spf check value", "INSERT INTO rule_action VALUES "
 		    "(1, 'spf', 'check', 'yes')",
 		    "rule 1: bad spf check value 'yes'" },
+		{ "row: bad dmarc value", "INSERT INTO rule_action VALUES "
+		    "(1, 'dmarc', 'enforce', 'no')",
+		    "rule 1: unknown dmarc setting 'enforce=no'" },
+		{ "row: unknown dmarc setting", "INSERT INTO rule_action VALUES "
+		    "(1, 'dmarc', 'policy', 'on')",
+		    "rule 1: unknown dmarc setting 'policy=on'" },
 		{ "row: bad rate spec", "INSERT INTO rule_action VALUES "
 		    "(1, 'rate', '1', 'messages:10/0s')",
 		    "rule 1: rate 'messages:10/0s': the window" },
@@ -611,7 +617,8 @@ test_spf_round_trip(void **state)
 	}
 }
 
-/* Rate limits, on-limit and exempt survive the store as documented. */
+/* Rate limits, on-limit and exempt (and the DMARC settings) survive the
+ * store as documented. */
 static void
 test_rate_round_trip(void **state)
 {
@@ -635,6 +642,8 @@ test_rate_round_trip(void **state)
 	}
 	r.nrate = (sizeof(specs) / sizeof(specs[0]));
 	r.on_limit = AG_DISP_REJECT;
+	r.dmarc_check = 1;
+	r.dmarc_enforce = 0;
 	id = add_rule_ok(s, &r);
 	rule_make(&r, 5, AG_LIMIT_UNSET, AG_LIMIT_UNSET, NULL, NULL);
 	r.exempt = true;
@@ -654,6 +663,9 @@ test_rate_round_trip(void **state)
 	assert_string_equal(ag_rate_spec_format(&got->rate[2], buf,
 	    sizeof(buf)), "bytes:50M/1d:client-ip/24/48");
 	assert_int_equal(got->on_limit, AG_DISP_REJECT);
+	assert_int_equal(got->dmarc_check, 1);
+	assert_int_equal(got->dmarc_enforce, 0);
+	assert_int_equal(find(p, id2)->dmarc_check, AG_LIMIT_UNSET);
 	assert_false(got->exempt);
 	assert_true(find(p, id2)->exempt);
 	assert_int_equal(find(p, id2)->on_limit, AG_LIMIT_UNSET);
@@ -664,7 +676,9 @@ test_rate_round_trip(void **state)
 	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = "
 	    "'rate' AND name = 'on-limit' AND value = 'reject'") != 1 ||
 	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = "
-	    "'rate' AND name = 'exempt' AND value = 'yes'") != 1) {
+	    "'rate' AND name = 'exempt' AND value = 'yes'") != 1 ||
+	    raw_int(path, "SELECT count(*) FROM rule_action WHERE kind = "
+	    "'dmarc' AND name = 'enforce' AND value = 'off'") != 1) {
 		fail_msg("rate round trip: rule_action rows not as documented");
 	}
 }
