@@ -357,6 +357,28 @@ put_spf_settings(bool json, const struct ag_eval *ev)
 	fputs(json ? "}" : "", stdout);
 }
 
+/* The DMARC settings that some rule sets, as for SPF. */
+static void
+put_dmarc_settings(bool json, const struct ag_eval *ev)
+{
+	const struct ag_setting *s[2] = { &ev->dmarc_check,
+	    &ev->dmarc_enforce };
+	static const char *const names[2] = { "check", "enforce" };
+	char prefix[32];
+	size_t i, n = 0;
+
+	fputs(json ? ",\"dmarc\":{" : "", stdout);
+	for (i = 0; i < 2; i++) {
+		if (s[i]->value < 0 && s[i]->trial < 0) {
+			continue;
+		}
+		fputs(json && n++ > 0 ? "," : "", stdout);
+		snprintf(prefix, sizeof(prefix), "%s=", names[i]);
+		put_setting(json, names[i], "dmarc", prefix, s[i], SK_ONOFF);
+	}
+	fputs(json ? "}" : "", stdout);
+}
+
 /* The rules that match F and the rule that decides each setting. */
 static void
 put_matched(bool json, const struct ag_policy *p, const struct ag_facts *f)
@@ -386,6 +408,7 @@ put_matched(bool json, const struct ag_policy *p, const struct ag_facts *f)
 	put_setting(json, "max_rcpts", "max-rcpts", "", &ev.max_rcpts,
 	    SK_NUMBER);
 	put_spf_settings(json, &ev);
+	put_dmarc_settings(json, &ev);
 }
 
 /* Print every phase: matching rules, settings, the session's verdict. */
