@@ -75,6 +75,12 @@ usage(FILE *fp)
 	    "--rcpt ADDR...\n"
 	    "        [--size BYTES] [--auth USER]\n"
 	    "  counters list [--rule N] [--key KEY] | counters reset KEY\n"
+	    "  dmarc-report --domain DOMAIN --since TIME --until TIME "
+	    "[--org-name NAME]\n"
+	    "               [--email ADDR] [--report-id ID]   (TIME: Unix "
+	    "seconds,\n"
+	    "               YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; until "
+	    "excluded)\n"
 	    "fields: client, helo, sender, sender-domain, sasl-user, rcpt, "
 	    "rcpt-domain,\n"
 	    "        trusted (yes|no), authenticated (yes|no)\n"
@@ -1045,6 +1051,7 @@ main(int argc, char **argv)
 		{ "rule", cmd_rule },
 		{ "check", cmd_check },
 		{ "counters", cmd_counters },
+		{ "dmarc-report", cmd_dmarc_report },
 	};
 	struct ctl c = { NULL, NULL, false, NULL };
 	struct args a = { argc, argv, 1 };

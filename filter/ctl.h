@@ -69,5 +69,6 @@ int ctl_load_policy(struct ctl *c, struct ag_store **sp, struct ag_policy **pp);
 /* The verbs in files of their own. */
 int cmd_check(struct ctl *c, struct args *a);
 int cmd_counters(struct ctl *c, struct args *a);	/* ctl_counters.c */
+int cmd_dmarc_report(struct ctl *c, struct args *a);	/* ctl_report.c */
 
 #endif

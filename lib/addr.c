@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <idn2.h>
+
 /* Longest textual IP we parse: "[IPv6:" + 45 (RFC 4291 2.2 form 3) + "]". */
 #define AG_IP_TEXT_MAX 64
 /* Longest CIDR prefix text: "128". */
@@ -871,5 +873,38 @@ ag_bytes_parse(const char *s, uint64_t *out)
 		return AG_INVALID;
 	}
 	*out = v << shift;
+	return AG_OK;
+}
+
+/* ASCII as is; UTF-8 labels through libidn2 (see addr.h). */
+ag_status
+ag_domain_alabel(const char *domain, char *out, size_t outsz)
+{
+	const unsigned char *p;
+	char *conv = NULL;
+	int rc;
+
+	if (domain == NULL || out == NULL || outsz == 0) {
+		return AG_INVALID;
+	}
+	for (p = (const unsigned char *)domain; *p != '\0' && *p < 0x80; p++) {
+		continue;
+	}
+	if (*p == '\0') {
+		if (strlen(domain) >= outsz) {
+			return AG_INVALID;
+		}
+		memmove(out, domain, strlen(domain) + 1);	/* may be OUT */
+		return AG_OK;
+	}
+	rc = idn2_to_ascii_8z(domain, &conv, IDN2_NFC_INPUT |
+	    IDN2_NONTRANSITIONAL);
+	if (rc != IDN2_OK || conv == NULL || strlen(conv) >= outsz ||
+	    strlen(conv) > AG_ADDR_DOMAIN_MAX) {
+		idn2_free(conv);
+		return AG_INVALID;
+	}
+	memcpy(out, conv, strlen(conv) + 1);
+	idn2_free(conv);
 	return AG_OK;
 }

@@ -120,6 +120,15 @@ ag_status ag_domain_normalize(const char *in, char *out, size_t outsz);
 bool ag_domain_match(const char *pattern, const char *domain);
 
 /*
+ * The A-label form (RFC 5890) of a normalized DOMAIN into OUT: ASCII
+ * domains are copied; a domain with UTF-8 labels (SMTPUTF8, RFC 6532
+ * headers) is converted with IDNA2008 (libidn2, NFC, non-transitional),
+ * since DNS holds only A-labels.  AG_INVALID when it cannot be converted
+ * or does not fit.  OUT may be DOMAIN.
+ */
+ag_status ag_domain_alabel(const char *domain, char *out, size_t outsz);
+
+/*
  * Parse an ESMTP SIZE= value (RFC 1870): decimal digits, nothing else
  * (RFC 1870 allows 1 to 20; longer runs are accepted too).  Values above
  * UINT64_MAX saturate at UINT64_MAX (and return AG_OK: they are merely

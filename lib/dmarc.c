@@ -194,10 +194,13 @@ align(struct ag_dmarc *d, const struct ag_dmarc_input *in,
 {
 	size_t i, n;
 
+	char spf[AG_ADDR_DOMAIN_MAX + 1];
+
+	/* an SMTPUTF8 envelope domain compares in A-labels too */
 	a->spf_aligned = in->spf_result == AG_SPF_PASS &&
 	    in->spf_domain != NULL && in->spf_domain[0] != '\0' &&
-	    ag_dmarc_aligned(d->psl, in->spf_domain, a->from_domain,
-	    a->rec.aspf_strict);
+	    ag_domain_alabel(in->spf_domain, spf, sizeof(spf)) == AG_OK &&
+	    ag_dmarc_aligned(d->psl, spf, a->from_domain, a->rec.aspf_strict);
 	n = in->dkim != NULL ? ag_dkim_count(in->dkim) : 0;
 	for (i = 0; i < n; i++) {
 		const struct ag_dkim_result *r = ag_dkim_get(in->dkim, i);

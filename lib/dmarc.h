@@ -39,7 +39,7 @@ enum ag_dmarc_res {
 const char *ag_dmarc_res_name(enum ag_dmarc_res r);	/* "pass", ... */
 
 struct ag_dmarc_input {
-	const char *from_domain;	/* normalized RFC5322.From domain */
+	const char *from_domain;	/* RFC5322.From domain, A-labels */
 	enum ag_spf_result spf_result;	/* of the MAIL FROM (or HELO) identity */
 	const char *spf_domain;		/* the domain SPF checked, or NULL */
 	const struct ag_dkim_msg *dkim;	/* verified signatures, or NULL */

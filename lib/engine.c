@@ -6,7 +6,8 @@
  * reference under the mutex (a few instructions) and never touch SQLite.
  * Only the watcher thread and ag_engine_reload/refresh use the store
  * handle, serialised by a second mutex, so the sqlite3 connection is
- * never used by two threads at once.
+ * never used by two threads at once.  The watcher also writes the DMARC
+ * results sessions queue (lib/history.h): sessions never touch SQLite.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -65,6 +66,11 @@ struct ag_engine {
 	char rate_owner[512];		/* who we are in rate_state */
 	bool checkpoint_failing;	/* to log a failure once */
 	struct timespec last_checkpoint; /* CLOCK_MONOTONIC */
+
+	struct ag_history *history;	/* DMARC results: for the life of e */
+	bool history_failing;		/* to log a failure once */
+	bool pruned;			/* the history was pruned once */
+	struct timespec last_prune;	/* CLOCK_MONOTONIC */
 
 	pthread_t watcher;
 	bool watching;
@@ -208,6 +214,7 @@ publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
 	}
 	s->pub.cfg = cfg;
 	s->pub.rater = e->rater;
+	s->pub.history = e->history;
 	s->pub.policy = pol != NULL ? pol->policy : NULL;
 	s->pub.policy_stale = stale;
 	snprintf(s->pub.dberr, sizeof(s->pub.dberr), "%s",
@@ -336,6 +343,57 @@ rate_checkpoint(struct ag_engine *e, bool force)
 }
 
 /*
+ * Write the DMARC results queued by sessions and, once an hour (and at
+ * the first call), delete those older than HistoryDays.  Caller holds
+ * db_lock.  The store's own connection writes, and dmarc_result has no
+ * policy_version trigger, so these writes never make a policy reload.
+ */
+static void
+history_save(struct ag_engine *e)
+{
+	struct timespec now;
+	char err[8];
+	size_t n = 0;
+	bool prune;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	prune = !e->pruned ||
+	    now.tv_sec - e->last_prune.tv_sec >= AG_HISTORY_PRUNE_INTERVAL;
+	if (ag_history_pending(e->history) == 0 && !prune) {
+		return;
+	}
+	if (db_open(e, err, sizeof(err)) != AG_OK ||
+	    ag_store_is_readonly(e->store)) {
+		return;		/* logged elsewhere; the rows wait (bounded) */
+	}
+	if (ag_history_flush(e->history, e->store, &n) != AG_OK) {
+		if (!e->history_failing) {
+			ag_log_err("DMARC results are not being saved: %s",
+			    ag_store_errstr(e->store));
+		}
+		e->history_failing = true;
+		return;
+	}
+	if (e->history_failing) {
+		ag_log_notice("DMARC results are saved again");
+		e->history_failing = false;
+	}
+	if (!prune) {
+		return;
+	}
+	e->pruned = true;
+	e->last_prune = now;
+	if (ag_history_prune(e->store, e->cfg->history_days,
+	    (int64_t)time(NULL), &n) != AG_OK) {
+		ag_log_warning("DMARC history not pruned: %s",
+		    ag_store_errstr(e->store));
+	} else if (n > 0) {
+		ag_log_info("DMARC history: %zu results older than %u days "
+		    "deleted", n, e->cfg->history_days);
+	}
+}
+
+/*
  * Re-read the policy if the database changed (or FORCE), and publish.
  * On failure keep the last good policy, marked stale.  Caller holds db_lock.
  */
@@ -409,7 +467,8 @@ ag_engine_new(struct ag_config *cfg, bool create, struct ag_engine **out)
 	e->create = create;
 	e->data_version = -1;
 	e->policy_version = -1;
-	if (ag_rater_new(cfg->rate_max_keys, &e->rater) != AG_OK) {
+	if (ag_rater_new(cfg->rate_max_keys, &e->rater) != AG_OK ||
+	    ag_history_new(AG_HISTORY_QUEUE_MAX, &e->history) != AG_OK) {
 		ag_engine_free(e);
 		return AG_NOMEM;
 	}
@@ -466,6 +525,7 @@ watcher_main(void *arg)
 		pthread_mutex_lock(&e->db_lock);
 		db_refresh(e, false);
 		rate_checkpoint(e, false);
+		history_save(e);
 		pthread_mutex_unlock(&e->db_lock);
 	}
 }
@@ -500,10 +560,17 @@ ag_engine_free(struct ag_engine *e)
 		/* the daemon stops: keep the counters for the next start */
 		rate_checkpoint(e, true);
 	}
+	if (e->history != NULL && e->watching) {
+		/* and the DMARC results not written yet (a tool like
+		 * `authgatectl check` never starts the watcher: its
+		 * simulated messages are not history) */
+		history_save(e);
+	}
 	snap_unref(e->cur);
 	checkers_unref(e->chk);
 	ag_store_close(e->store);
 	ag_rater_free(e->rater);
+	ag_history_free(e->history);
 	ag_config_unref(e->cfg);
 	pthread_mutex_destroy(&e->cur_lock);
 	pthread_mutex_destroy(&e->db_lock);
@@ -573,5 +640,6 @@ ag_engine_save(struct ag_engine *e)
 {
 	pthread_mutex_lock(&e->db_lock);
 	rate_checkpoint(e, true);
+	history_save(e);
 	pthread_mutex_unlock(&e->db_lock);
 }

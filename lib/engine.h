@@ -17,6 +17,11 @@
  * snapshot holds them: they are made again only when DNSServer,
  * DNSTimeout or AuthservID change on reload.
  *
+ * The DMARC history queue (lib/history.h) lives as long as the engine;
+ * sessions push into it, and the watcher writes it to the database on
+ * the store's own connection at every wake (and at ag_engine_free and
+ * ag_engine_save), pruning rows past HistoryDays once an hour.
+ *
  * Thread safety: every function may be called from any thread.
  */
 #ifndef AG_ENGINE_H
@@ -29,6 +34,7 @@
 #include "dkim.h"
 #include "dmarc.h"
 #include "dns.h"
+#include "history.h"
 #include "policy.h"
 #include "rate.h"
 #include "spf.h"
@@ -45,6 +51,7 @@ struct ag_snapshot {
 	struct ag_dkim *dkim;		/* NULL: no resolver */
 	struct ag_dmarc *dmarc;		/* NULL: no resolver */
 	struct ag_rater *rater;		/* the engine's, lives as long */
+	struct ag_history *history;	/* the engine's, lives as long */
 };
 
 struct ag_engine;
@@ -61,8 +68,9 @@ ag_status ag_engine_new(struct ag_config *cfg, bool create,
 /* Start the watcher thread (policy reload on database change). */
 ag_status ag_engine_start(struct ag_engine *e);
 
-/* Stop the watcher and free everything; snapshots still held stay valid
- * until released. NULL is fine. */
+/* Stop the watcher, save what is queued (when it was started) and free
+ * everything; snapshots still held stay valid until released. NULL is
+ * fine. */
 void ag_engine_free(struct ag_engine *e);
 
 /*
@@ -79,8 +87,8 @@ void ag_engine_refresh(struct ag_engine *e, bool force);
 const struct ag_snapshot *ag_engine_acquire(struct ag_engine *e);
 void ag_snapshot_release(const struct ag_snapshot *s);	/* NULL is fine */
 
-/* Save the rate counters now (a stop that cannot free the engine
- * because messages are still in progress). */
+/* Save the rate counters and the DMARC history now (a stop that cannot
+ * free the engine because messages are still in progress). */
 void ag_engine_save(struct ag_engine *e);
 
 /* Number of swaps so far (for tests and logs). */

@@ -6,7 +6,9 @@
  * message pins one config/policy snapshot from MAIL FROM until it ends,
  * so a reload never changes the rules under a transaction in flight.
  * msg_end() is the one place a message is logged and freed; it is reached
- * from a final verdict, end of message, abort and ag_conn_free.
+ * from a final verdict, end of message, abort and ag_conn_free.  There a
+ * message DMARC evaluated leaves its results in the history queue (a copy
+ * in memory: the engine's watcher writes it to the database).
  *
  * Size accounting (documented in authgate.8): the message size is the sum
  * of every header line as "Name: value" plus CRLF, the blank line, and the
@@ -16,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "addr.h"
+#include "history.h"
 #include "log.h"
 #include "policy.h"
 #include "session.h"
@@ -174,6 +178,93 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	    rate, would);
 }
 
+/*
+ * What the DMARC policy did to the message, for the history: the
+ * disposition applied (after pct and the local overrides), and why it is
+ * not the one the policy asked for (RFC 7489 Appendix C
+ * PolicyOverrideType), if it is not.  V is the message's final verdict.
+ */
+static enum ag_dmarc_policy
+history_disposition(const struct msg *m, const struct ag_verdict *v,
+    struct ag_history_row *r)
+{
+	enum ag_dmarc_policy d = (enum ag_dmarc_policy)m->dmarc_applied;
+
+	if (m->dmarc_result != AG_DMARC_FAIL || m->dmarc == NULL) {
+		return AG_DMARC_P_NONE;
+	}
+	r->sampled_out = m->dmarc->sampled_out;
+	if (m->dmarc_override != NULL) {
+		r->reason = "local_policy";
+		r->reason_comment = strcmp(m->dmarc_override, "rule") == 0 ?
+		    "exempted by a local rule" :
+		    "disposition capped by local policy";
+	}
+	/* DryRun: the rejection or the hold was logged, not done */
+	if ((d == AG_DMARC_P_REJECT && v->action != AG_ACT_REJECT) ||
+	    (d == AG_DMARC_P_QUARANTINE && m->dmarc_hold &&
+	    v->action != AG_ACT_QUARANTINE)) {
+		r->reason = "local_policy";
+		r->reason_comment = "dry run: policy not enforced";
+		return AG_DMARC_P_NONE;
+	}
+	return d;
+}
+
+/*
+ * Queue the DMARC results of the ending message for the history.  A
+ * message answered with a temporary failure is left out: the client
+ * sends it again, and it is counted then.
+ */
+static void
+msg_history(struct ag_conn *c, const struct ag_verdict *v)
+{
+	struct ag_history_dkim dk[AG_HISTORY_DKIM_MAX];
+	struct ag_history_row r;
+	struct msg *m = c->msg;
+	const struct ag_dmarc_answer *a = m->dmarc;
+	size_t i, n;
+
+	if (!m->dmarc_done || v == NULL || v->action == AG_ACT_TEMPFAIL ||
+	    !c->have_ip || m->snap->history == NULL ||
+	    m->snap->cfg->history_days == 0) {
+		return;		/* no source_ip: a report could not name it */
+	}
+	memset(&r, 0, sizeof(r));
+	r.time = (int64_t)time(NULL);
+	r.source_ip = c->ipstr;
+	r.header_from = m->from_domain;
+	r.envelope_from = m->sender.is_null ? "" : m->sender.domain;
+	r.result = (enum ag_dmarc_res)m->dmarc_result;
+	if (a != NULL && a->have_record) {
+		r.policy_domain = a->record_domain;
+		r.p = a->rec.p;
+		r.sp = a->rec.sp;
+		r.pct = a->rec.pct;
+		r.adkim_strict = a->rec.adkim_strict;
+		r.aspf_strict = a->rec.aspf_strict;
+		r.fo = a->rec.fo;
+		r.dkim_aligned = a->dkim_aligned;
+		r.spf_aligned = a->spf_aligned;
+	}
+	r.disposition = history_disposition(m, v, &r);
+	if (m->spf_done) {
+		r.spf_domain = m->spf.domain;
+		r.spf_scope = m->spf.identity;
+		r.spf_result = m->spf.result;
+	}
+	n = m->dkim != NULL ? ag_dkim_count(m->dkim) : 0;
+	for (i = 0; i < n && i < AG_HISTORY_DKIM_MAX; i++) {
+		const struct ag_dkim_result *d = ag_dkim_get(m->dkim, i);
+
+		dk[i] = (struct ag_history_dkim){ d->domain, d->selector,
+		    d->result };
+	}
+	r.ndkim = i;
+	r.dkim = dk;
+	(void)ag_history_push(m->snap->history, &r);	/* drops are logged */
+}
+
 /* End the current message: log it (when V is given) and free it. */
 static void
 msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
@@ -186,6 +277,7 @@ msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	if (v != NULL) {
 		msg_log(c, v, how);
 	}
+	msg_history(c, v);
 	sess_rate_end(m, how != NULL && (strcmp(how, "accept") == 0 ||
 	    strcmp(how, "quarantine") == 0));
 	edits_free_array(m->edits, m->nedits);

@@ -103,6 +103,13 @@ from_domain(struct ag_conn *c, struct ag_from *from, struct ag_verdict *v)
 	    m->from_count > 1 ? AG_FROM_MULTIPLE : m->from_too_long ?
 	    AG_FROM_SYNTAX : ag_from_parse(m->from_value,
 	    strlen(m->from_value), from);
+	/* DNS holds A-labels: a UTF-8 From domain is looked up as one, or
+	 * its policy could be sidestepped by writing it in U-labels */
+	if (m->from_status == AG_FROM_OK &&
+	    ag_domain_alabel(from->domain, from->domain,
+	    sizeof(from->domain)) != AG_OK) {
+		m->from_status = AG_FROM_BAD_DOMAIN;
+	}
 	if (m->from_status == AG_FROM_OK) {
 		return true;
 	}
@@ -213,8 +220,12 @@ sess_dmarc_eom(struct ag_conn *c, struct ag_verdict *v)
 	} else if (m->dmarc_applied == AG_DMARC_P_QUARANTINE) {
 		if (cfg->dmarc_quarantine == AG_DMARC_QUAR_HOLD) {
 			m->dmarc_hold = true;
-		} else if (m->tag[0] == '\0') {
-			snprintf(m->tag, sizeof(m->tag), "dmarc=quarantine");
+		} else {
+			/* beside any tag SPF set: "spf=softfail dmarc=..." */
+			size_t len = strlen(m->tag);
+
+			snprintf(m->tag + len, sizeof(m->tag) - len, "%s%s",
+			    len > 0 ? " " : "", "dmarc=quarantine");
 		}
 	}
 }

@@ -94,6 +94,39 @@ static const char *const migrations[] = {
 	"INSERT INTO policy_version VALUES (1, 0);"
 	POLICY_TRIGGERS("rules") POLICY_TRIGGERS("rule_match")
 	POLICY_TRIGGERS("rule_action"),
+	/*
+	 * 3 -> 4: the DMARC history (lib/history.c): one row per evaluated
+	 * message, for aggregate reports (RFC 7489 7.2).  Enumerations are
+	 * stored by name (none, reject, mfrom, ...).  The policy columns are
+	 * NULL when no record was found; spf_* are NULL when SPF was not
+	 * checked; dkim holds every signature as "RESULT:DOMAIN:SELECTOR",
+	 * space-separated, with '%', ':', ' ' and bytes outside printable
+	 * ASCII percent-encoded.  No triggers: history writes must not move
+	 * policy_version (a policy reload per batch).  The indexes serve the
+	 * report (by policy domain or From domain, and time) and pruning.
+	 */
+	"CREATE TABLE dmarc_result ("
+	" id INTEGER PRIMARY KEY,"
+	" time INTEGER NOT NULL,"
+	" source_ip TEXT NOT NULL,"
+	" header_from TEXT NOT NULL,"
+	" envelope_from TEXT NOT NULL,"
+	" policy_domain TEXT,"
+	" p TEXT, sp TEXT, pct INTEGER, adkim TEXT, aspf TEXT, fo TEXT,"
+	" result TEXT NOT NULL,"
+	" disposition TEXT NOT NULL,"
+	" dkim_aligned INTEGER NOT NULL,"
+	" spf_aligned INTEGER NOT NULL,"
+	" sampled_out INTEGER NOT NULL DEFAULT 0,"
+	" reason TEXT,"
+	" reason_comment TEXT,"
+	" spf_domain TEXT,"
+	" spf_scope TEXT,"
+	" spf_result TEXT,"
+	" dkim TEXT NOT NULL DEFAULT '');"
+	"CREATE INDEX dmarc_result_policy ON dmarc_result(policy_domain, time);"
+	"CREATE INDEX dmarc_result_from ON dmarc_result(header_from, time);"
+	"CREATE INDEX dmarc_result_time ON dmarc_result(time);",
 };
 
 
@@ -1174,4 +1207,32 @@ ag_store_rate_load(struct ag_store *s, const char *owner,
 	}
 	sqlite3_finalize(st);
 	return rv;
+}
+
+/* The connection, for modules with tables of their own (history.c). */
+struct sqlite3 *
+ag_store_sqlite(struct ag_store *s)
+{
+	s->errstr[0] = '\0';
+	return s->db;
+}
+
+/* Record an SQLite failure of such a module in the handle. */
+ag_status
+ag_store_sqlite_error(struct ag_store *s, int rc, const char *what)
+{
+	return store_sqlerr(s, rc, what);
+}
+
+/* Record another failure of such a module: "PATH: TEXT". */
+ag_status
+ag_store_fail(struct ag_store *s, ag_status st, const char *fmt, ...)
+{
+	char text[AG_STORE_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	return store_err(s, st, "%s", text);
 }

@@ -1,7 +1,8 @@
 /*
  * store.h - the SQLite policy store: schema, numbered migrations under
  * PRAGMA user_version, rule CRUD for authgatectl, and loading a policy
- * snapshot for the daemon.
+ * snapshot for the daemon.  Modules with tables of their own (the DMARC
+ * history, lib/history.c) reach the connection through ag_store_sqlite.
  *
  * All SQL uses prepared statements with bound parameters.  A store handle
  * wraps one sqlite3 connection and must be used by one thread at a time.
@@ -23,7 +24,7 @@
 #include "status.h"
 
 /* The schema version this program writes (PRAGMA user_version). */
-#define AG_STORE_SCHEMA_VERSION 3
+#define AG_STORE_SCHEMA_VERSION 4
 
 enum {
 	AG_STORE_CREATE = 1 << 0,	/* create file and schema if missing */
@@ -84,5 +85,18 @@ ag_status ag_store_rate_save(struct ag_store *s, const char *owner,
 ag_status ag_store_rate_load(struct ag_store *s, const char *owner,
     void (*cb)(void *arg, const void *key, size_t keylen, uint64_t tat),
     void *arg);
+
+/*
+ * For a module that keeps a table of its own in the store (lib/history.c):
+ * the connection (same rule: one thread at a time; never closed by the
+ * caller; the handle's error is cleared), recording an SQLite result code
+ * RC of WHAT in the handle as the status it maps to (busy, locked and I/O
+ * trouble: AG_TEMPFAIL), and recording any other failure ST with its text.
+ */
+struct sqlite3;
+struct sqlite3 *ag_store_sqlite(struct ag_store *s);
+ag_status ag_store_sqlite_error(struct ag_store *s, int rc, const char *what);
+ag_status ag_store_fail(struct ag_store *s, ag_status st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -7,7 +7,7 @@ PACKAGES=(
 	# build
 	build-essential autoconf automake libtool pkg-config
 	libmilter-dev libspf2-dev libopendkim-dev libsqlite3-dev libunbound-dev
-	libevent-dev libhiredis-dev libcmocka-dev libpsl-dev publicsuffix
+	libevent-dev libhiredis-dev libcmocka-dev libpsl-dev publicsuffix libidn2-dev
 	# documentation checks
 	mandoc groff-base
 	# tests: Postfix (also ships smtp-sink), the sqlite3 shell, Debian's
@@ -21,6 +21,8 @@ PACKAGES=(
 	# DKIM tests: opendkim-genkey makes RSA keys, dkimpy (python3-dkim)
 	# signs and checks messages, python3-nacl makes Ed25519 keys
 	opendkim-tools python3-dkim python3-nacl
+	# DMARC reports: xmllint validates them against RFC 7489's schema
+	libxml2-utils
 	# rate limits: the tests start their own redis-server on loopback
 	# ports (redis-tools: redis-cli)
 	redis-server redis-tools

@@ -11,6 +11,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_dkim.py \
 	tests/e2e/t_rate.py \
 	tests/e2e/t_rate_cluster.py \
+	tests/e2e/t_dmarc.py \
 	tests/milter/t_phases.py \
 	tests/milter/t_spf.py \
 	tests/milter/t_forged_ar.py \
@@ -19,7 +20,8 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_unix.py \
 	tests/milter/t_offline.py \
 	tests/milter/t_config.py \
-	tests/milter/t_rate.py
+	tests/milter/t_rate.py \
+	tests/milter/t_dmarc_report.py
 
 # A script's exit status repeats its "not ok" lines (it exits 1 when any
 # failed, for runs by hand); under the TAP driver count the lines only.

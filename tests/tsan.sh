@@ -5,12 +5,14 @@
 #   t_ratelimit        the local rate table (200 threads on one key, ...)
 #   t_rate             the rate engine (threads, backend swaps)
 #   t_ratelimit_redis  the Redis backend (200 threads, a connection each)
+#   t_history          the DMARC history queue (pushes while flushing)
 # A data race makes the test program exit non-zero (halt_on_error), which
 # its TAP driver reports.  `make check-tsan` runs this; so does tests/run.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 tsan="$top/_tsan"
-tests="tests/unit/t_ratelimit tests/unit/t_rate tests/unit/t_ratelimit_redis"
+tests="tests/unit/t_ratelimit tests/unit/t_rate tests/unit/t_ratelimit_redis
+    tests/unit/t_history"
 
 rm -rf "$tsan"
 mkdir -p "$tsan"

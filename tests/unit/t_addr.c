@@ -823,6 +823,52 @@ test_bytes_parse(void **state)
 	check_status("NULL", ag_bytes_parse(NULL, &v), AG_INVALID);
 }
 
+/* A-labels: ASCII as is, UTF-8 converted (IDNA2008), junk refused. */
+static void
+test_domain_alabel(void **state)
+{
+	static const struct {
+		const char *in, *out;	/* out NULL: AG_INVALID */
+	} cases[] = {
+		{ "example.com", "example.com" },
+		{ "xn--bcher-kva.example", "xn--bcher-kva.example" },
+		{ "b\xc3\xbc" "cher.example", "xn--bcher-kva.example" },
+		{ "mail.b\xc3\xbc" "cher.example", "mail.xn--bcher-kva.example" },
+		/* NFC: u + combining diaeresis is the same name */
+		{ "bu\xcc\x88" "cher.example", "xn--bcher-kva.example" },
+		{ "\xff\xfe.example", NULL },
+		/* UTS 46 maps a zero-width space away, as resolvers do */
+		{ "a\xe2\x80\x8b" "b.example", "ab.example" },
+	};
+	char out[AG_ADDR_DOMAIN_MAX + 1], small[8];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ag_status st = ag_domain_alabel(cases[i].in, out, sizeof(out));
+
+		if (cases[i].out == NULL) {
+			if (st != AG_INVALID) {
+				fail_msg("case %zu: accepted as %s", i, out);
+			}
+			continue;
+		}
+		if (st != AG_OK) {
+			fail_msg("case %zu (%s): refused", i, cases[i].out);
+		}
+		assert_string_equal(out, cases[i].out);
+	}
+	/* in place, and a buffer too small */
+	snprintf(out, sizeof(out), "b\xc3\xbc" "cher.example");
+	assert_int_equal(ag_domain_alabel(out, out, sizeof(out)), AG_OK);
+	assert_string_equal(out, "xn--bcher-kva.example");
+	assert_int_equal(ag_domain_alabel("example.com", small, sizeof(small)),
+	    AG_INVALID);
+	assert_int_equal(ag_domain_alabel("b\xc3\xbc" "cher.example", small,
+	    sizeof(small)), AG_INVALID);
+	assert_int_equal(ag_domain_alabel(NULL, out, sizeof(out)), AG_INVALID);
+}
+
 int
 main(void)
 {
@@ -839,6 +885,7 @@ main(void)
 		cmocka_unit_test(test_mailaddr_format),
 		cmocka_unit_test(test_domain_normalize),
 		cmocka_unit_test(test_domain_match),
+		cmocka_unit_test(test_domain_alabel),
 		cmocka_unit_test(test_size_parse),
 		cmocka_unit_test(test_bytes_parse),
 	};
