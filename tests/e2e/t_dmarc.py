@@ -57,6 +57,7 @@ import re
 import smtplib
 import sys
 import time
+import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import agtest  # noqa: E402
@@ -1129,6 +1130,49 @@ def malformed_records():
         S.setdefault("not_delivered", []).append(("two records, refused", tok))
     check_not_delivered()
     check_alive("after every malformed record")
+
+
+@suite.case
+def aggregate_report_of_what_postfix_saw():
+    """authgatectl dmarc-report over the messages this script sent through
+    Postfix: valid against RFC 7489's schema (xmllint), with the rejected
+    mail from CLIENT for reject.example.com among its records."""
+    xsd = os.path.join(os.environ.get("AG_SRCDIR", "."), "tests", "dmarc", "rua.xsd")
+    args = ("dmarc-report", "--domain", "reject.example.com", "--since", "0",
+            "--until", str(int(time.time()) + 60))
+    # the watcher writes the history every PolicyCheckInterval (1 s here)
+    got = {}
+
+    def ready():
+        r = ag().ctl(*args)
+        got["r"] = r
+        return r.returncode == 0 and "<record>" in r.stdout
+    check("dmarc-report for reject.example.com: exit 0 with records",
+          agtest.wait_until(ready, 10.0), agtest.fmt_run(got.get("r")) if got else None,
+          fatal=True)
+    path = os.path.join(agtest.tmpdir("xml"), "report.xml")
+    with open(path, "w") as f:
+        f.write(got["r"].stdout)
+    r = agtest.run(["/usr/bin/xmllint", "--noout", "--schema", xsd, path])
+    check("the report validates against rua.xsd (RFC 7489 Appendix C)", r.returncode == 0,
+          agtest.fmt_run(r))
+    root = ET.fromstring(got["r"].stdout)
+    pp = root.find("policy_published")
+    check_eq("policy_published domain", pp.findtext("domain"), "reject.example.com")
+    check_eq("policy_published p", pp.findtext("p"), "reject")
+    recs = []
+    for rec in root.findall("record"):
+        row = rec.find("row")
+        recs.append((row.findtext("source_ip"), int(row.findtext("count")),
+                     row.find("policy_evaluated").findtext("disposition"),
+                     rec.find("identifiers").findtext("header_from")))
+    mine = [x for x in recs if x[0] == CLIENT and x[2] == "reject" and
+            x[3] == "reject.example.com"]
+    check("a record: %s, disposition reject, header_from reject.example.com" % CLIENT,
+          len(mine) == 1 and mine[0][1] >= 1, got=recs)
+    check("no record of another From domain",
+          all(x[3] in ("reject.example.com",) or x[3].endswith(".reject.example.com")
+              for x in recs), got=recs)
 
 
 suite.run()
