@@ -92,11 +92,24 @@ ag_history_free(struct ag_history *h)
 	free(h);
 }
 
+/* Length of S, at most MAX.  A loop, not strnlen(): GCC's overread
+ * check misfires on strnlen() of a short literal inlined here. */
+static size_t
+bounded_len(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max && s[n] != '\0') {
+		n++;
+	}
+	return n;
+}
+
 /* Bytes of S kept (at most MAX); NULL counts as absent. */
 static size_t
 cut_len(const char *s, size_t max)
 {
-	return s != NULL ? strnlen(s, max) : 0;
+	return s != NULL ? bounded_len(s, max) : 0;
 }
 
 /* Copy S (cut to MAX bytes) to *P and advance it; NULL stays NULL. */
@@ -109,7 +122,7 @@ put_str(char **p, const char *s, size_t max)
 	if (s == NULL) {
 		return NULL;
 	}
-	n = strnlen(s, max);
+	n = bounded_len(s, max);
 	memcpy(d, s, n);
 	d[n] = '\0';
 	*p = d + n + 1;
