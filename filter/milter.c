@@ -25,6 +25,7 @@ static struct ag_engine *engine;
  */
 struct mconn {
 	unsigned long noreply;	/* SMFIP_NR_* agreed at negotiation */
+	bool leadspc;		/* SMFIP_HDR_LEADSPC agreed */
 	struct ag_conn *conn;
 };
 
@@ -37,6 +38,7 @@ struct mconn {
  * (and xxfi_close has freed its record), so it inherits these.
  */
 static unsigned long last_noreply;
+static bool last_leadspc;
 
 /* The per-connection record of CTX, made on first use; NULL if no memory. */
 static struct mconn *
@@ -48,6 +50,8 @@ mconn_of(SMFICTX *ctx)
 		m = calloc(1, sizeof(*m));
 		if (m != NULL) {
 			m->noreply = __atomic_load_n(&last_noreply,
+			    __ATOMIC_RELAXED);
+			m->leadspc = __atomic_load_n(&last_leadspc,
 			    __ATOMIC_RELAXED);
 			smfi_setpriv(ctx, m);
 		}
@@ -136,12 +140,16 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	struct mconn *m = mconn_of(ctx);
 
 	*pf0 = f0 & want;
-	*pf1 = f1 & (skip | AG_NOREPLY_STEPS);
+	/* HDR_LEADSPC: header values as they are, the space after the colon
+	 * included, which simple canonicalization (DKIM) must see */
+	*pf1 = f1 & (skip | AG_NOREPLY_STEPS | SMFIP_HDR_LEADSPC);
 	if (m == NULL) {
-		*pf1 &= ~(unsigned long)AG_NOREPLY_STEPS;
+		*pf1 &= ~(unsigned long)(AG_NOREPLY_STEPS | SMFIP_HDR_LEADSPC);
 	} else {
 		m->noreply = *pf1 & AG_NOREPLY_STEPS;
+		m->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
 		__atomic_store_n(&last_noreply, m->noreply, __ATOMIC_RELAXED);
+		__atomic_store_n(&last_leadspc, m->leadspc, __ATOMIC_RELAXED);
 	}
 	*pf2 = 0;
 	*pf3 = 0;
@@ -174,6 +182,7 @@ cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	}
 	if (m != NULL && m->conn == NULL) {
 		m->conn = ag_conn_new(engine, &info, &v);
+		ag_conn_set_leadspc(m->conn, m->leadspc);
 	}
 	if (m == NULL || m->conn == NULL) {
 		/* answered at the next step that can answer */

@@ -200,6 +200,7 @@ ag_offline_run(const struct ag_offline *o, struct ag_config *cfg)
 		ag_engine_free(e);
 		return 3;
 	}
+	ag_conn_set_leadspc(r.conn, true);	/* lib/msgfile.c keeps it */
 	say("connect", &r.v);
 	rc = envelope(&r, o);
 	if (rc >= 0) {

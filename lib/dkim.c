@@ -801,9 +801,10 @@ ag_dkim_msg_free(struct ag_dkim_msg *m)
 	}
 }
 
-/* Build "NAME: VALUE" in m->buf, bare LF made CRLF (opendkim's milter does
- * the same: MTAs hand folded lines over with LF).  AG_INVALID when too
- * long to take. */
+/* Build "NAME:VALUE" in m->buf (VALUE as it follows the colon, leading
+ * whitespace included), bare LF made CRLF (opendkim's milter does the
+ * same: MTAs hand folded lines over with LF).  AG_INVALID when too long
+ * to take. */
 static ag_status
 field_text(struct ag_dkim_msg *m, const char *name, const char *value,
     size_t *outlen)
@@ -814,7 +815,7 @@ field_text(struct ag_dkim_msg *m, const char *name, const char *value,
 	if (nlen > AG_DKIM_FIELD_MAX || vlen > AG_DKIM_FIELD_MAX) {
 		return AG_INVALID;
 	}
-	need = nlen + 2 + 2 * vlen + 1;		/* bounded: no overflow */
+	need = nlen + 1 + 2 * vlen + 1;		/* bounded: no overflow */
 	if (need > m->bufcap) {
 		char *p = realloc(m->buf, need);
 
@@ -827,7 +828,6 @@ field_text(struct ag_dkim_msg *m, const char *name, const char *value,
 	memcpy(m->buf, name, nlen);
 	o = nlen;
 	m->buf[o++] = ':';
-	m->buf[o++] = ' ';	/* the MTA took one space away */
 	for (size_t i = 0; i < vlen; i++) {
 		if (value[i] == '\n' && prev != '\r') {
 			m->buf[o++] = '\r';

@@ -72,8 +72,9 @@ struct ag_dkim_msg *ag_dkim_msg_new(struct ag_dkim *k, const char *id,
 void ag_dkim_msg_free(struct ag_dkim_msg *m);	/* NULL is fine */
 
 /*
- * Feed the message as the milter sees it: each header field (NAME and
- * VALUE as libmilter passes them, folding kept), the end of headers, body
+ * Feed the message as the milter sees it: each header field (NAME, and
+ * VALUE exactly as it follows the colon: leading whitespace and folding
+ * kept, see ag_conn_set_leadspc()), the end of headers, body
  * chunks with CRLF line ends, and the end.  Bad input (a malformed header,
  * a signature the library refuses) never fails these calls: it shows in
  * the results.  AG_NOMEM only.

@@ -59,10 +59,7 @@ field_flush(struct reader *r)
 	}
 	colon = strchr(r->field, ':');
 	*colon = '\0';
-	value = colon + 1;
-	if (*value == ' ') {
-		value++;
-	}
+	value = colon + 1;	/* raw: the leading space stays */
 	if (r->cb->header != NULL) {
 		r->stopped = r->cb->header(r->cb->arg, r->field, value);
 	}

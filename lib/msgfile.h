@@ -5,8 +5,10 @@
  * Used by the offline mode (authgate --test-message) and the fuzzers, so
  * that a stored message takes the same path through lib/session.c as one
  * from the MTA.  Line ends are normalised to CRLF as an MTA passes them;
- * header values keep their folding ("\r\n\t...") without the space after
- * the colon, as libmilter delivers them.  The body is never held whole.
+ * header values are everything after the colon, the leading space and the
+ * folding ("\r\n\t...") kept, as libmilter delivers them with
+ * SMFIP_HDR_LEADSPC (set ag_conn_set_leadspc()).  The body is never held
+ * whole.
  *
  * Thread safety: no shared state.
  */

@@ -602,10 +602,20 @@ size_so_far(struct ag_conn *c, struct ag_verdict *v)
 }
 
 void
+ag_conn_set_leadspc(struct ag_conn *c, bool on)
+{
+	if (c != NULL) {
+		c->leadspc = on;
+	}
+}
+
+void
 ag_conn_header(struct ag_conn *c, const char *name, const char *value,
     struct ag_verdict *v)
 {
 	struct msg *m = c->msg;
+	char small[512], *raw = small;
+	size_t vlen;
 	uint64_t n;
 
 	ag_verdict_continue(v);
@@ -613,11 +623,28 @@ ag_conn_header(struct ag_conn *c, const char *name, const char *value,
 		protocol_error(v, "header before MAIL");
 		return;
 	}
-	n = sat_add(strlen(name != NULL ? name : ""),
-	    strlen(value != NULL ? value : ""));
-	m->size = sat_add(m->size, sat_add(n, 4));	/* ": " and CRLF */
+	if (value == NULL) {
+		value = "";
+	}
+	/* RAW: exactly what follows the colon (see ag_conn_set_leadspc) */
+	vlen = strlen(value);
+	if (!c->leadspc) {
+		if (vlen + 2 > sizeof(small) && (raw = malloc(vlen + 2)) == NULL) {
+			out_of_memory(c, v);
+			return;
+		}
+		raw[0] = ' ';
+		memcpy(raw + 1, value, vlen + 1);
+		value = raw;
+		vlen++;
+	}
+	n = sat_add(strlen(name != NULL ? name : ""), vlen);
+	m->size = sat_add(m->size, sat_add(n, 3));	/* ":" and CRLF */
 	if (!sess_auth_header(c, name, value)) {
 		out_of_memory(c, v);
+	}
+	if (raw != small) {
+		free(raw);
 	}
 }
 

@@ -20,6 +20,7 @@
 #ifndef AG_SESSION_H
 #define AG_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -54,6 +55,14 @@ struct ag_conn;
 struct ag_conn *ag_conn_new(struct ag_engine *e,
     const struct ag_conn_info *info, struct ag_verdict *v);
 void ag_conn_free(struct ag_conn *c);	/* logs an unfinished message; NULL ok */
+
+/*
+ * Header values keep the whitespace after the colon (the MTA agreed to
+ * SMFIP_HDR_LEADSPC; the offline mode reads them so).  Without it the
+ * MTA took one space away and the session puts it back: DKIM hashes
+ * exactly what follows the colon.  NULL C is fine.
+ */
+void ag_conn_set_leadspc(struct ag_conn *c, bool on);
 
 /* Macros that arrive at several phases. NULL or "" is ignored. */
 void ag_conn_set_queue_id(struct ag_conn *c, const char *qid);

@@ -107,6 +107,7 @@ struct ag_conn {
 	char helo[AG_ADDR_DOMAIN_MAX + 1];	/* normalized, "" if invalid */
 	char qid[64];
 	char auth[256];
+	bool leadspc;			/* header values keep their leading space */
 	struct msg *msg;
 	struct ag_edit *edits;		/* of the last accepted message */
 	size_t nedits;

@@ -492,6 +492,7 @@ feed_header(void *arg, const char *name, const char *value)
 {
 	struct feed *f = arg;
 
+	ag_conn_set_leadspc(f->c, true);	/* lib/msgfile.c keeps it */
 	ag_conn_header(f->c, name, value, f->v);
 	return ag_verdict_is_final(f->v);
 }
