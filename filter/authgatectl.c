@@ -75,6 +75,14 @@ usage(FILE *fp)
 	    "--rcpt ADDR...\n"
 	    "        [--size BYTES] [--auth USER]\n"
 	    "  counters list [--rule N] [--key KEY] | counters reset KEY\n"
+	    "  sign add --domain D --selector S --key FILE [--algorithm A]\n"
+	    "           [--match PATTERN] [--canonicalization H/B] "
+	    "[--headers LIST] [--expire T]\n"
+	    "  sign list | sign del ID\n"
+	    "  key generate --domain D --selector S [--algorithm rsa|ed25519] "
+	    "[--bits N]\n"
+	    "               [--dir DIR] [--force]\n"
+	    "  key list [--dir DIR] | key test D S [--key FILE] [--dir DIR]\n"
 	    "  dmarc-report --domain DOMAIN --since TIME --until TIME "
 	    "[--org-name NAME]\n"
 	    "               [--email ADDR] [--report-id ID]   (TIME: Unix "
@@ -365,6 +373,13 @@ ctl_open(struct ctl *c, int flags, struct ag_store **out)
 	    " (create it with: authgatectl init)" : "");
 	ag_store_close(s);
 	return CTL_FAIL;
+}
+
+/* Open the database for a verb in another file; a CTL_* status. */
+int
+ctl_open_store(struct ctl *c, struct ag_store **out)
+{
+	return ctl_open(c, 0, out);
 }
 
 /* Open the database and read every rule. */
@@ -1051,6 +1066,8 @@ main(int argc, char **argv)
 		{ "rule", cmd_rule },
 		{ "check", cmd_check },
 		{ "counters", cmd_counters },
+		{ "sign", cmd_sign },
+		{ "key", cmd_key },
 		{ "dmarc-report", cmd_dmarc_report },
 	};
 	struct ctl c = { NULL, NULL, false, NULL };

@@ -69,6 +69,11 @@ int ctl_load_policy(struct ctl *c, struct ag_store **sp, struct ag_policy **pp);
 /* The verbs in files of their own. */
 int cmd_check(struct ctl *c, struct args *a);
 int cmd_counters(struct ctl *c, struct args *a);	/* ctl_counters.c */
+int cmd_sign(struct ctl *c, struct args *a);		/* ctl_sign.c */
+int cmd_key(struct ctl *c, struct args *a);		/* ctl_key.c */
+
+/* Open the database (not creating it) for a verb; a CTL_* status. */
+int ctl_open_store(struct ctl *c, struct ag_store **out);
 int cmd_dmarc_report(struct ctl *c, struct args *a);	/* ctl_report.c */
 
 #endif

@@ -274,14 +274,32 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 	return reply(ctx, &v);
 }
 
-/* Apply the header edits the session asks for. */
+/*
+ * Apply the header edits the session asks for.  Values come without the
+ * space after the colon; with SMFIP_HDR_LEADSPC agreed the MTA adds none
+ * itself, so it is put in here ("Name: value" either way, which the
+ * simple canonicalization of our own DKIM-Signature depends on).
+ */
 static void
-apply_edits(SMFICTX *ctx, const struct ag_edit *ed, size_t n)
+apply_edits(SMFICTX *ctx, const struct ag_edit *ed, size_t n, bool leadspc)
 {
 	for (size_t i = 0; i < n; i++) {
 		int r = MI_FAILURE;
-		char *name = ed[i].name, *value = ed[i].value;
+		char *name = ed[i].name, *value = ed[i].value, *spaced = NULL;
 
+		if (leadspc && value != NULL) {
+			size_t len = strlen(value);
+
+			spaced = malloc(len + 2);
+			if (spaced == NULL) {
+				ag_log_err("out of memory: header %s not edited",
+				    name);
+				continue;
+			}
+			spaced[0] = ' ';
+			memcpy(spaced + 1, value, len + 1);
+			value = spaced;
+		}
 		switch (ed[i].op) {
 		case AG_EDIT_INSERT:
 			r = smfi_insheader(ctx, ed[i].index, name, value);
@@ -293,6 +311,7 @@ apply_edits(SMFICTX *ctx, const struct ag_edit *ed, size_t n)
 			r = smfi_chgheader(ctx, name, ed[i].index, NULL);
 			break;
 		}
+		free(spaced);
 		if (r != MI_SUCCESS) {
 			ag_log_warning("header edit of %s failed", name);
 		}
@@ -313,7 +332,9 @@ cb_eom(SMFICTX *ctx)
 	note_qid(ctx, c);
 	ag_conn_eom(c, &v, &ed, &n);
 	if (!ag_verdict_is_final(&v) || v.action == AG_ACT_QUARANTINE) {
-		apply_edits(ctx, ed, n);
+		struct mconn *m = smfi_getpriv(ctx);
+
+		apply_edits(ctx, ed, n, m != NULL && m->leadspc);
 	}
 	return reply(ctx, &v);
 }

@@ -61,6 +61,8 @@ static const char *const quarantine_names[] = { "hold", "tag", NULL };
 static const char *const fromerr_names[] = { "reject", "permerror", NULL };
 static const char *const accept_tempfail_names[] = { "accept", "tempfail",
 	NULL };
+static const char *const tempfail_accept_names[] = { "tempfail", "accept",
+	NULL };
 _Static_assert(AG_DMARC_QUAR_HOLD == 0 && AG_DMARC_QUAR_TAG == 1 &&
     AG_DMARC_FROMERR_REJECT == 0 && AG_DMARC_FROMERR_PERMERROR == 1,
     "the names follow the enums");
@@ -149,6 +151,12 @@ static const struct kw kw_table[] = {
 	    OFF(rate_checkpoint_interval), 1, 3600, 0,
 	    "seconds between saves of the local counters to the database",
 	    NULL },
+	{ "DKIMSign", KW_BOOL, "yes", OFF(dkim_sign), 0, 0, 0,
+	    "sign mail of authenticated and trusted clients (sign add)",
+	    NULL },
+	{ "On-SignError", KW_CHOICE, "tempfail", OFF(on_sign_error), 0, 0, 0,
+	    "when a message cannot be signed: tempfail or accept (unsigned)",
+	    tempfail_accept_names },
 	{ "DMARCCheck", KW_BOOL, "yes", OFF(dmarc_check), 0, 0, 0,
 	    "evaluate DMARC for mail from untrusted clients", NULL },
 	{ "DMARCEnforce", KW_CHOICE, "reject", OFF(dmarc_enforce), 0, 0, 0,

@@ -75,6 +75,8 @@ struct ag_config {
 	unsigned rate_max_keys;	/* RateMaxKeys: default 1000000 */
 	unsigned rate_checkpoint_interval; /* RateCheckpointInterval: s, 30 */
 	char *control_socket;	/* ControlSocket: NULL: derived */
+	bool dkim_sign;		/* DKIMSign: default yes */
+	int on_sign_error;	/* On-SignError: 0 tempfail, 1 accept */
 	bool dmarc_check;	/* DMARCCheck: default yes */
 	int dmarc_enforce;	/* DMARCEnforce: an enum ag_dmarc_policy cap */
 	enum ag_dmarc_quarantine dmarc_quarantine; /* DMARCQuarantine */

@@ -18,11 +18,13 @@
 
 #include "engine.h"
 #include "log.h"
+#include "signtable.h"
 #include "store.h"
 
 /* A policy shared by successive snapshots while the database fails. */
 struct polref {
 	struct ag_policy *policy;
+	struct ag_signtable *sign;	/* read with the policy */
 	unsigned refs;
 };
 
@@ -68,6 +70,7 @@ struct ag_engine {
 	struct timespec last_checkpoint; /* CLOCK_MONOTONIC */
 
 	struct ag_history *history;	/* DMARC results: for the life of e */
+	struct ag_signer *signer;	/* DKIM signing: for the life of e */
 	bool history_failing;		/* to log a failure once */
 	bool pruned;			/* the history was pruned once */
 	struct timespec last_prune;	/* CLOCK_MONOTONIC */
@@ -165,6 +168,7 @@ polref_unref(struct polref *p)
 		return;
 	}
 	ag_policy_free(p->policy);
+	ag_signtable_free(p->sign);
 	free(p);
 }
 
@@ -216,6 +220,8 @@ publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
 	s->pub.rater = e->rater;
 	s->pub.history = e->history;
 	s->pub.policy = pol != NULL ? pol->policy : NULL;
+	s->pub.signtable = pol != NULL ? pol->sign : NULL;
+	s->pub.signer = e->signer;
 	s->pub.policy_stale = stale;
 	snprintf(s->pub.dberr, sizeof(s->pub.dberr), "%s",
 	    dberr != NULL ? dberr : "");
@@ -230,17 +236,42 @@ publish(struct ag_engine *e, struct ag_config *cfg, struct polref *pol,
 
 /* Wrap a freshly loaded policy for sharing. NULL on out of memory. */
 static struct polref *
-polref_new(struct ag_policy *policy)
+polref_new(struct ag_policy *policy, struct ag_signtable *sign)
 {
 	struct polref *p = calloc(1, sizeof(*p));
 
 	if (p == NULL) {
 		ag_policy_free(policy);
+		ag_signtable_free(sign);
 		return NULL;
 	}
 	p->policy = policy;
+	p->sign = sign;
 	p->refs = 1;
 	return p;
+}
+
+/* Log the signing keys that could not be loaded (their file, never the
+ * key), once per load. */
+static void
+sign_log(const struct ag_signtable *t)
+{
+	size_t i, bad = 0;
+
+	for (i = 0; i < ag_signtable_count(t); i++) {
+		const struct ag_sign_entry *k = ag_signtable_get(t, i);
+
+		if (k->enabled && k->key == NULL) {
+			ag_log_err("signing key %lld (d=%s s=%s): %s: mail it "
+			    "signs gets On-SignError", (long long)k->id,
+			    k->domain, k->selector, k->error);
+			bad++;
+		}
+	}
+	if (ag_signtable_count(t) > 0) {
+		ag_log_info("signing table loaded: %zu keys, %zu unusable",
+		    ag_signtable_count(t), bad);
+	}
 }
 
 /*
@@ -402,6 +433,7 @@ db_refresh(struct ag_engine *e, bool force)
 {
 	char err[256] = "";
 	struct ag_policy *pol = NULL;
+	struct ag_signtable *sign = NULL;
 	int64_t dv = -1, pv = -1;
 	ag_status st;
 
@@ -424,7 +456,12 @@ db_refresh(struct ag_engine *e, bool force)
 		if (st == AG_OK) {
 			st = ag_store_load_policy(e->store, &pol);
 		}
+		if (st == AG_OK) {
+			st = ag_signtable_load(e->store, true, &sign);
+		}
 		if (st != AG_OK) {
+			ag_policy_free(pol);
+			pol = NULL;
 			snprintf(err, sizeof(err), "%s", ag_store_errstr(e->store));
 			/* reopen next time: the file may have been replaced */
 			ag_store_close(e->store);
@@ -442,7 +479,9 @@ db_refresh(struct ag_engine *e, bool force)
 		e->db_failing = false;
 		e->data_version = dv;
 		e->policy_version = pv;
-		publish(e, ag_config_ref(e->cfg), polref_new(pol), false, NULL);
+		sign_log(sign);
+		publish(e, ag_config_ref(e->cfg), polref_new(pol, sign), false,
+		    NULL);
 		return;
 	}
 	db_failed(e, err);
@@ -467,6 +506,11 @@ ag_engine_new(struct ag_config *cfg, bool create, struct ag_engine **out)
 	e->create = create;
 	e->data_version = -1;
 	e->policy_version = -1;
+	if (ag_signer_new(&e->signer, NULL, 0) != AG_OK) {
+		/* logged: outbound mail then gets On-SignError */
+		ag_log_err("cannot start the DKIM signing library");
+		e->signer = NULL;
+	}
 	if (ag_rater_new(cfg->rate_max_keys, &e->rater) != AG_OK ||
 	    ag_history_new(AG_HISTORY_QUEUE_MAX, &e->history) != AG_OK) {
 		ag_engine_free(e);
@@ -571,6 +615,7 @@ ag_engine_free(struct ag_engine *e)
 	ag_store_close(e->store);
 	ag_rater_free(e->rater);
 	ag_history_free(e->history);
+	ag_signer_free(e->signer);
 	ag_config_unref(e->cfg);
 	pthread_mutex_destroy(&e->cur_lock);
 	pthread_mutex_destroy(&e->db_lock);

@@ -32,6 +32,7 @@
 
 #include "config.h"
 #include "dkim.h"
+#include "dkimsign.h"
 #include "dmarc.h"
 #include "dns.h"
 #include "history.h"
@@ -50,6 +51,8 @@ struct ag_snapshot {
 	struct ag_spf *spf;		/* NULL: no resolver */
 	struct ag_dkim *dkim;		/* NULL: no resolver */
 	struct ag_dmarc *dmarc;		/* NULL: no resolver */
+	struct ag_signtable *signtable;	/* read with the policy, or NULL */
+	struct ag_signer *signer;	/* NULL: signing unavailable */
 	struct ag_rater *rater;		/* the engine's, lives as long */
 	struct ag_history *history;	/* the engine's, lives as long */
 };

@@ -129,7 +129,7 @@ msg_log(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	struct msg *m = c->msg;
 	char qid[80], name[LOGVAL_MAX], helo[LOGVAL_MAX], from[LOGVAL_MAX];
 	char addr[AG_ADDR_MAX + 2], would[128] = "", auth[LOGVAL_MAX] = "";
-	char rule[24] = "-", bad[40] = "", spf[400] = "";
+	char rule[24] = "-", bad[40] = "", spf[900] = "";
 	char rate[AG_RATE_KEY_MAX * 2 + 16] = "";
 
 	ag_log_escape(qid, sizeof(qid), c->qid[0] != '\0' ? c->qid : "NOQUEUE");

@@ -349,6 +349,7 @@ sess_auth_mail(struct ag_conn *c, const struct ag_eval *ev,
 	m->dkim_req = ev->dkim_require;
 	m->dmarc_check = ev->dmarc_check;
 	m->dmarc_enforce = ev->dmarc_enforce;
+	sess_sign_mail(c);
 	m->dkim_skip = NULL;
 	if (!m->snap->cfg->dkim_verify) {
 		m->dkim_skip = "off";
@@ -376,7 +377,9 @@ sess_auth_header(struct ag_conn *c, const char *name, const char *value)
 	struct msg *m = c->msg;
 	char id[256];
 
-	if (!sess_dmarc_header(c, name, value)) {
+	if (!sess_dmarc_header(c, name, value) ||
+	    !sess_sign_header(c, name != NULL ? name : "",
+	    value != NULL ? value : "")) {
 		return false;
 	}
 	if (name != NULL && strcasecmp(name, "Authentication-Results") == 0) {
@@ -410,6 +413,9 @@ sess_auth_eoh(struct ag_conn *c)
 {
 	struct msg *m = c->msg;
 
+	if (!sess_sign_eoh(c)) {
+		return false;
+	}
 	return m->dkim == NULL || ag_dkim_eoh(m->dkim) == AG_OK;
 }
 
@@ -418,6 +424,9 @@ sess_auth_body(struct ag_conn *c, const unsigned char *buf, size_t len)
 {
 	struct msg *m = c->msg;
 
+	if (!sess_sign_body(c, buf, len)) {
+		return false;
+	}
 	return m->dkim == NULL || ag_dkim_body(m->dkim, buf, len) == AG_OK;
 }
 
@@ -547,6 +556,13 @@ sess_auth_eom(struct ag_conn *c, struct ag_verdict *vd)
 			return false;
 		}
 	}
+	/* last: the signatures go on top of everything */
+	if (!sess_sign_eom(c, vd)) {
+		return false;
+	}
+	if (ag_verdict_is_final(vd)) {
+		return true;
+	}
 	sess_dmarc_hold(c, vd);
 	return true;
 }
@@ -594,15 +610,16 @@ dkim_logfields(const struct msg *m, char *buf, size_t bufsz)
 void
 sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz)
 {
-	char spf[96], dkim[256], dmarc[192], forged[32] = "";
+	char spf[96], dkim[256], dmarc[192], sign[300], forged[32] = "";
 
 	spf_logfields(m, spf, sizeof(spf));
 	dkim_logfields(m, dkim, sizeof(dkim));
 	sess_dmarc_logfields(m, dmarc, sizeof(dmarc));
+	sess_sign_logfields(m, sign, sizeof(sign));
 	if (m->nforged > 0) {
 		snprintf(forged, sizeof(forged), " forged_ar=%zu", m->nforged);
 	}
-	snprintf(buf, bufsz, "%s%s%s%s", spf, dkim, dmarc, forged);
+	snprintf(buf, bufsz, "%s%s%s%s%s", spf, dkim, dmarc, sign, forged);
 }
 
 void
@@ -611,6 +628,7 @@ sess_auth_free(struct msg *m)
 	ag_dkim_msg_free(m->dkim);
 	m->dkim = NULL;
 	sess_dmarc_free(m);
+	sess_sign_free(m);
 	free(m->ar_forged);
 	m->ar_forged = NULL;
 	m->nforged = m->forged_cap = 0;

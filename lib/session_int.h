@@ -11,11 +11,15 @@
 
 #include "addr.h"
 #include "dkim.h"
+#include "dkimsign.h"
 #include "dmarc.h"
 #include "policy.h"
 #include "rate.h"
 #include "session.h"
 #include "spf.h"
+
+/* Bytes of header fields an outbound message may have to be signed. */
+#define AG_SESSION_SIGN_HDR_MAX (1024 * 1024)
 
 /* Rate counters one message may hold (distinct keys); beyond, a
  * recipient gets 452 4.5.3. */
@@ -91,6 +95,17 @@ struct msg {
 	const char *dmarc_override;	/* "config", "rule" or NULL */
 	int64_t dmarc_rule;		/* the rule that turned it down */
 	bool dmarc_hold;		/* quarantine in the hold queue */
+	/* DKIM signing (session_sign.c) */
+	bool sign;			/* outbound: to be signed */
+	bool sign_none;			/* outbound, but no key for its From */
+	bool signed_ok;
+	char sign_error[320];		/* why it cannot be signed, or "" */
+	struct sign_hdr *sign_hdrs;	/* kept until the end of headers */
+	size_t sign_nhdrs;
+	size_t sign_hbytes;
+	struct ag_sign_msg *signing;	/* the signatures in progress */
+	size_t sign_count;
+	char sign_what[128];		/* "d/s,d/s" for the log */
 	/* rate limits */
 	struct rate_hold *holds;
 	size_t nholds;
@@ -174,6 +189,16 @@ bool sess_dmarc_authres(const struct msg *m, struct ag_authres *ar);
 void sess_dmarc_logfields(const struct msg *m, char *buf, size_t bufsz);
 
 void sess_dmarc_free(struct msg *m);
+
+/* lib/session_sign.c: DKIM signing of outbound mail. */
+void sess_sign_mail(struct ag_conn *c);
+bool sess_sign_header(struct ag_conn *c, const char *name,
+    const char *value);
+bool sess_sign_eoh(struct ag_conn *c);
+bool sess_sign_body(struct ag_conn *c, const unsigned char *buf, size_t len);
+bool sess_sign_eom(struct ag_conn *c, struct ag_verdict *v);
+void sess_sign_logfields(const struct msg *m, char *buf, size_t bufsz);
+void sess_sign_free(struct msg *m);
 
 /* lib/session_rate.c: rate limits (see the top of that file). */
 

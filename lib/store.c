@@ -127,6 +127,25 @@ static const char *const migrations[] = {
 	"CREATE INDEX dmarc_result_policy ON dmarc_result(policy_domain, time);"
 	"CREATE INDEX dmarc_result_from ON dmarc_result(header_from, time);"
 	"CREATE INDEX dmarc_result_time ON dmarc_result(time);",
+	/*
+	 * 4 -> 5: the DKIM signing table (lib/signtable.c): which From
+	 * domains (pattern) are signed as which d=, selector and key file.
+	 * A change moves policy_version, so a new key is picked up like a
+	 * rule change (a rollover without a restart).
+	 */
+	"CREATE TABLE sign_keys ("
+	" id INTEGER PRIMARY KEY,"
+	" pattern TEXT NOT NULL,"
+	" domain TEXT NOT NULL,"
+	" selector TEXT NOT NULL,"
+	" algorithm TEXT NOT NULL,"
+	" key_file TEXT NOT NULL,"
+	" canon TEXT NOT NULL DEFAULT 'relaxed/relaxed',"
+	" headers TEXT,"
+	" expire INTEGER,"
+	" enabled INTEGER NOT NULL DEFAULT 1,"
+	" created INTEGER NOT NULL);"
+	POLICY_TRIGGERS("sign_keys"),
 };
 
 

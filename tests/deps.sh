@@ -7,7 +7,7 @@ PACKAGES=(
 	# build
 	build-essential autoconf automake libtool pkg-config
 	libmilter-dev libspf2-dev libopendkim-dev libsqlite3-dev libunbound-dev
-	libevent-dev libhiredis-dev libcmocka-dev libpsl-dev publicsuffix libidn2-dev
+	libevent-dev libhiredis-dev libcmocka-dev libpsl-dev publicsuffix libidn2-dev libssl-dev
 	# documentation checks
 	mandoc groff-base
 	# tests: Postfix (also ships smtp-sink), the sqlite3 shell, Debian's

@@ -21,7 +21,8 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_offline.py \
 	tests/milter/t_config.py \
 	tests/milter/t_rate.py \
-	tests/milter/t_dmarc_report.py
+	tests/milter/t_dmarc_report.py \
+	tests/milter/t_keytool.py
 
 # A script's exit status repeats its "not ok" lines (it exits 1 when any
 # failed, for runs by hand); under the TAP driver count the lines only.

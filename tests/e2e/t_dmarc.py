@@ -486,6 +486,10 @@ def pass_case(msg, tok, what, from_domain, sender=None, addr=CLIENT, log_extra=N
     check_log(mark, res, fields, what, absent=("policy", "override"))
     check("%s: no X-Authgate-Tag" % what,
           not any(n.lower() == "x-authgate-tag" for n, _ in headers(dump)))
+    # the MTA agreed to SMFIP_HDR_LEADSPC: our headers still read "Name: value"
+    check("%s: our headers are written 'Name: value'" % what,
+          dump is not None and "\nAuthentication-Results: mx.test.invalid;" in
+          dump.replace("\r\n", "\n"), got=(dump or "")[:800])
     return dump
 
 

@@ -736,6 +736,8 @@ test_full_and_round_trip(void **state)
 	    "On-RateBackendError tempfail\r\n"
 	    "RateMaxKeys 5000\r\n"
 	    "RateCheckpointInterval 10\r\n"
+	    "DKIMSign no\r\n"
+	    "On-SignError accept\r\n"
 	    "DMARCCheck no\r\n"
 	    "DMARCEnforce quarantine\r\n"
 	    "DMARCQuarantine tag\r\n"
@@ -776,6 +778,8 @@ test_full_and_round_trip(void **state)
 	assert_int_equal(c->rate_max_keys, 5000);
 	assert_int_equal(c->rate_checkpoint_interval, 10);
 	assert_string_equal(c->control_socket, "/run/ag/ctl.sock");
+	assert_false(c->dkim_sign);
+	assert_int_equal(c->on_sign_error, 1);	/* accept */
 	assert_false(c->dmarc_check);
 	assert_int_equal(c->dmarc_enforce, 1);	/* quarantine */
 	assert_int_equal(c->dmarc_quarantine, AG_DMARC_QUAR_TAG);
@@ -1002,7 +1006,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 44);
+	assert_int_equal(i, 46);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 
