@@ -2,14 +2,13 @@
  * dkim.c - streaming DKIM verification over libopendkim.
  *
  * One DKIM_LIB per struct ag_dkim, shared by every thread; one DKIM handle
- * per message.  Header fields go to dkim_header() as they arrive, rebuilt
- * as opendkim's own milter does: "Name:" + the one space Sendmail and
- * Postfix remove unless the filter negotiates SMFIP_HDR_LEADSPC (so ours
- * must not) + the value, with the bare LF of folded lines made CRLF.  A
- * field written "Name:value" or "Name:<tab>value" is thus seen with a
- * space, which breaks simple header canonicalization for it (as it does
- * for opendkim without LEADSPC).  Body chunks go to dkim_body() as they
- * come; key records come from lib/dns.c.
+ * per message.  Header fields go to dkim_header() as they arrive, as
+ * "Name:" + the value exactly as it followed the colon (the filter asks
+ * the MTA for SMFIP_HDR_LEADSPC, and the session puts back the one space
+ * an MTA without it removes), with the bare LF of folded lines made CRLF,
+ * so simple header canonicalization sees the field as it was written.
+ * Body chunks go to dkim_body() as they come; key records come from
+ * lib/dns.c.
  *
  * The DNS layer.  libopendkim's query hooks carry only the service handle
  * (our struct ag_dkim), so the message reaches them through a thread-local

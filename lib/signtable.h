@@ -31,7 +31,8 @@
 #include "status.h"
 
 #define AG_SIGN_PER_MESSAGE_MAX 4	/* signatures one message may get */
-#define AG_SIGN_HEADERS_MAX 1024	/* bytes of a custom h= list */
+#define AG_SIGN_HEADERS_MAX 800	/* bytes of a custom h= list (libopendkim
+					 * makes a regex of it in 1 KB) */
 
 struct ag_sign_entry {
 	int64_t id;
