@@ -1,5 +1,5 @@
 /*
- * ctl_sign.c - authgatectl sign add|list|del|enable|disable: the DKIM
+ * ctl_sign.c - authgatectl sign add|list|del: the DKIM
  * signing table (lib/signtable.c).
  *
  * `sign add` loads the key before the row is written, with the daemon's

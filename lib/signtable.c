@@ -30,6 +30,16 @@ ag_sign_entry_clear(struct ag_sign_entry *e)
 	e->headers = NULL;
 }
 
+/* A domain normalized and in A-labels (From domains are compared so,
+ * and d= must be what DNS holds). */
+static ag_status
+domain_alabel(const char *in, char *out, size_t outsz)
+{
+	ag_status st = ag_domain_normalize(in, out, outsz);
+
+	return st == AG_OK ? ag_domain_alabel(out, out, outsz) : st;
+}
+
 ag_status
 ag_sign_pattern_normalize(const char *in, char *out, size_t outsz)
 {
@@ -42,9 +52,9 @@ ag_sign_pattern_normalize(const char *in, char *out, size_t outsz)
 	}
 	if (in[0] == '.') {
 		out[0] = '.';
-		return ag_domain_normalize(in + 1, out + 1, outsz - 1);
+		return domain_alabel(in + 1, out + 1, outsz - 1);
 	}
-	return ag_domain_normalize(in, out, outsz);
+	return domain_alabel(in, out, outsz);
 }
 
 ag_status
@@ -219,7 +229,7 @@ row_entry(struct ag_store *s, sqlite3_stmt *st, struct ag_sign_entry *e)
 	e->enabled = sqlite3_column_int(st, 9) != 0;
 	if (pattern == NULL || ag_sign_pattern_normalize(pattern, e->pattern,
 	    sizeof(e->pattern)) != AG_OK || domain == NULL ||
-	    ag_domain_normalize(domain, e->domain, sizeof(e->domain)) != AG_OK ||
+	    domain_alabel(domain, e->domain, sizeof(e->domain)) != AG_OK ||
 	    sel == NULL || !selector_ok(sel) || alg == NULL ||
 	    ag_sign_alg_parse(alg, &e->alg) != 0 || file == NULL ||
 	    file[0] != '/' || canon == NULL || ag_sign_canon_parse(canon,
@@ -302,7 +312,7 @@ ag_signtable_add(struct ag_store *s, const struct ag_sign_entry *e,
 		    "(a domain, .domain for it and its subdomains, or *)",
 		    e->pattern);
 	}
-	if (ag_domain_normalize(e->domain, domain, sizeof(domain)) != AG_OK) {
+	if (domain_alabel(e->domain, domain, sizeof(domain)) != AG_OK) {
 		return ag_store_fail(s, AG_INVALID, "bad signing domain '%s'",
 		    e->domain);
 	}

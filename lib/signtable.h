@@ -68,7 +68,7 @@ size_t ag_signtable_select(const struct ag_signtable *t, const char *domain,
     const struct ag_sign_entry **out, size_t max);
 
 /* Check a pattern ("example.com", ".example.com", "*") into OUT
- * (normalized); AG_INVALID otherwise. */
+ * (normalized, in A-labels); AG_INVALID otherwise. */
 ag_status ag_sign_pattern_normalize(const char *in, char *out, size_t outsz);
 
 struct ag_store;

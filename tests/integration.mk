@@ -12,6 +12,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_rate.py \
 	tests/e2e/t_rate_cluster.py \
 	tests/e2e/t_dmarc.py \
+	tests/e2e/t_sign.py \
 	tests/milter/t_phases.py \
 	tests/milter/t_spf.py \
 	tests/milter/t_forged_ar.py \
