@@ -800,41 +800,42 @@ ag_dkim_msg_free(struct ag_dkim_msg *m)
 	}
 }
 
-/* Build "NAME:VALUE" in m->buf (VALUE as it follows the colon, leading
+/* Build "NAME:VALUE" in *BUF (VALUE as it follows the colon, leading
  * whitespace included), bare LF made CRLF (opendkim's milter does the
- * same: MTAs hand folded lines over with LF).  AG_INVALID when too long
- * to take. */
-static ag_status
-field_text(struct ag_dkim_msg *m, const char *name, const char *value,
+ * same: MTAs hand folded lines over with LF).  Shared with the signing
+ * side (lib/dkimsign.c).  AG_INVALID when too long to take. */
+ag_status
+ag_dkim_field(char **buf, size_t *cap, const char *name, const char *value,
     size_t *outlen)
 {
 	size_t nlen = strlen(name), vlen = strlen(value), need, o;
-	char prev = '\0';
+	char prev = '\0', *b;
 
 	if (nlen > AG_DKIM_FIELD_MAX || vlen > AG_DKIM_FIELD_MAX) {
 		return AG_INVALID;
 	}
 	need = nlen + 1 + 2 * vlen + 1;		/* bounded: no overflow */
-	if (need > m->bufcap) {
-		char *p = realloc(m->buf, need);
+	if (need > *cap) {
+		char *p = realloc(*buf, need);
 
 		if (p == NULL) {
 			return AG_NOMEM;
 		}
-		m->buf = p;
-		m->bufcap = need;
+		*buf = p;
+		*cap = need;
 	}
-	memcpy(m->buf, name, nlen);
+	b = *buf;
+	memcpy(b, name, nlen);
 	o = nlen;
-	m->buf[o++] = ':';
+	b[o++] = ':';
 	for (size_t i = 0; i < vlen; i++) {
 		if (value[i] == '\n' && prev != '\r') {
-			m->buf[o++] = '\r';
+			b[o++] = '\r';
 		}
-		m->buf[o++] = value[i];
+		b[o++] = value[i];
 		prev = value[i];
 	}
-	m->buf[o] = '\0';
+	b[o] = '\0';
 	*outlen = o;
 	return AG_OK;
 }
@@ -865,7 +866,7 @@ ag_dkim_header(struct ag_dkim_msg *m, const char *name, const char *value)
 	if (value == NULL) {
 		value = "";
 	}
-	st = field_text(m, name, value, &len);
+	st = ag_dkim_field(&m->buf, &m->bufcap, name, value, &len);
 	if (st == AG_NOMEM) {
 		return st;
 	}

@@ -86,6 +86,15 @@ ag_status ag_dkim_body(struct ag_dkim_msg *m, const unsigned char *buf,
     size_t len);
 ag_status ag_dkim_eom(struct ag_dkim_msg *m);
 
+/*
+ * "NAME:VALUE" in *BUF (grown as needed, *CAP its size), VALUE as it
+ * follows the colon, bare LF made CRLF: a header field as libopendkim
+ * takes it, for verifying and for signing.  *OUTLEN gets the length.
+ * AG_INVALID when NAME or VALUE is over 1 MB; AG_NOMEM.
+ */
+ag_status ag_dkim_field(char **buf, size_t *cap, const char *name,
+    const char *value, size_t *outlen);
+
 /* After ag_dkim_eom: the signatures' results, in header order. */
 size_t ag_dkim_count(const struct ag_dkim_msg *m);
 const struct ag_dkim_result *ag_dkim_get(const struct ag_dkim_msg *m,

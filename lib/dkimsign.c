@@ -78,12 +78,13 @@
 
 #include <opendkim/dkim.h>
 
+#include "dkim.h"
 #include "dkimsign.h"
 #include "log.h"
 
-/* Bounds on the input: one field (as lib/dkim.c), all the header fields
- * together (libopendkim keeps every field of every handle). */
-#define AG_SIGN_FIELD_MAX (1024 * 1024)
+/* Bounds on the input: one field is bounded by ag_dkim_field() (1 MB);
+ * all the header fields together here (libopendkim keeps every field of
+ * every handle). */
 #define AG_SIGN_HDRS_MAX (8ULL * 1024 * 1024)
 
 /* libopendkim builds the h= names into a regular expression in a buffer
@@ -1037,43 +1038,6 @@ field_name_ok(const char *name)
 	return true;
 }
 
-/* Build "NAME:VALUE" in m->buf (VALUE as it follows the colon), bare LF
- * made CRLF, as lib/dkim.c does.  AG_INVALID when too long to take. */
-static ag_status
-field_text(struct ag_sign_msg *m, const char *name, const char *value,
-    size_t *outlen)
-{
-	size_t nlen = strlen(name), vlen = strlen(value), need, o;
-	char prev = '\0';
-
-	if (nlen > AG_SIGN_FIELD_MAX || vlen > AG_SIGN_FIELD_MAX) {
-		return AG_INVALID;
-	}
-	need = nlen + 1 + 2 * vlen + 1;		/* bounded: no overflow */
-	if (need > m->bufcap) {
-		char *p = realloc(m->buf, need);
-
-		if (p == NULL) {
-			return AG_NOMEM;
-		}
-		m->buf = p;
-		m->bufcap = need;
-	}
-	memcpy(m->buf, name, nlen);
-	o = nlen;
-	m->buf[o++] = ':';
-	for (size_t i = 0; i < vlen; i++) {
-		if (value[i] == '\n' && prev != '\r') {
-			m->buf[o++] = '\r';
-		}
-		m->buf[o++] = value[i];
-		prev = value[i];
-	}
-	m->buf[o] = '\0';
-	*outlen = o;
-	return AG_OK;
-}
-
 ag_status
 ag_sign_header(struct ag_sign_msg *m, const char *name, const char *value)
 {
@@ -1091,7 +1055,8 @@ ag_sign_header(struct ag_sign_msg *m, const char *name, const char *value)
 		msg_refuse(m, "a malformed header field name");
 		return AG_OK;
 	}
-	st = field_text(m, name, value != NULL ? value : "", &len);
+	st = ag_dkim_field(&m->buf, &m->bufcap, name, value != NULL ? value : "",
+	    &len);
 	if (st == AG_NOMEM) {
 		return st;
 	}
