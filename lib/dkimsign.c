@@ -1,17 +1,18 @@
 /*
  * dkimsign.c - streaming DKIM signing over libopendkim.
  *
- * Keys.  A key file is opened once, checked with fstat() on the open
- * descriptor (regular, mode & 077 == 0, size), read whole up to
- * AG_SIGN_KEY_FILE_MAX, parsed by OpenSSL with a passphrase callback that
- * only notes it was asked (an encrypted key is refused, never prompted
- * for), checked for type, size and that its halves match, and kept as a
- * fresh unencrypted PKCS#8 PEM: what libopendkim's dkim_sign() takes,
- * without whatever else the file held.  The file's bytes and the PEM are
- * wiped when done with.  libopendkim copies the PEM into every message
- * handle and parses it again there (dkim_privkey_load()); its DKIM_LIBs
- * are made with an allocator whose free wipes each block, so those copies
- * do not outlive the message in the heap either.
+ * Keys (lib/dkimkey.c).  A key file is opened once, checked with
+ * fstat() on the open descriptor (regular, mode & 077 == 0, size), read
+ * whole up to AG_SIGN_KEY_FILE_MAX, parsed by OpenSSL with a passphrase
+ * callback that only notes it was asked (an encrypted key is refused,
+ * never prompted for), checked for type, size and that its halves match,
+ * and kept as a fresh unencrypted PKCS#8 PEM: what libopendkim's
+ * dkim_sign() takes, without whatever else the file held.  The file's
+ * bytes and the PEM are wiped when done with.  libopendkim copies the PEM
+ * into every message handle and parses it again there
+ * (dkim_privkey_load()); its DKIM_LIBs are made with an allocator whose
+ * free wipes each block, so those copies do not outlive the message in
+ * the heap either.
  *
  * The library.  x= comes from DKIM_OPTS_SIGNATURETTL, an option of the
  * DKIM_LIB, not of a handle; so struct ag_signer keeps one DKIM_LIB per
@@ -80,7 +81,12 @@
 
 #include "dkim.h"
 #include "dkimsign.h"
+#include "dkimsign_int.h"
 #include "log.h"
+
+#define seterr ag_sign_seterr
+#define printable ag_sign_printable
+#define mem_find ag_sign_mem_find
 
 /* Bounds on the input: one field is bounded by ag_dkim_field() (1 MB);
  * all the header fields together here (libopendkim keeps every field of
@@ -95,7 +101,6 @@
 #define AG_SIGN_HLIST_RE_MAX 1000
 #define AG_SIGN_NAME_MAX 253		/* RFC 1035 2.3.4: s._domainkey.d */
 #define AG_SIGN_LABEL_MAX 63		/* RFC 1035 2.3.4 */
-#define AG_SIGN_ED25519_LEN 32		/* RFC 8032 5.1.5: public key bytes */
 
 /* libopendkim's header folding (dkim_getsighdr_d()): its default margin,
  * the columns it counts for "DKIM-Signature: " and for a line that
@@ -123,15 +128,7 @@ static const char *const default_hdrs[] = {
 	NULL
 };
 
-static const char *const alg_names[] = { "rsa-sha256", "ed25519-sha256" };
 
-struct ag_sign_key {
-	enum ag_sign_alg alg;
-	unsigned bits;
-	char *pem;		/* unencrypted PKCS#8, NUL-terminated; wiped */
-	size_t pemlen;
-	char pub[AG_SIGN_PUBLIC_MAX];	/* p= */
-};
 
 /* A DKIM_LIB: x= after TTL seconds (0: none), h= names HDRS by default
  * (NULL: default_hdrs). */
@@ -179,399 +176,6 @@ struct ag_sign_msg {
 	size_t n;
 	struct sign_one one[];
 };
-
-const char *
-ag_sign_alg_name(enum ag_sign_alg a)
-{
-	return (unsigned)a < 2 ? alg_names[a] : "unknown";
-}
-
-int
-ag_sign_alg_parse(const char *s, enum ag_sign_alg *out)
-{
-	if (s == NULL) {
-		return -1;
-	}
-	if (strcasecmp(s, "rsa-sha256") == 0 || strcasecmp(s, "rsa") == 0) {
-		*out = AG_SIGN_RSA_SHA256;
-		return 0;
-	}
-	if (strcasecmp(s, "ed25519-sha256") == 0 ||
-	    strcasecmp(s, "ed25519") == 0) {
-		*out = AG_SIGN_ED25519_SHA256;
-		return 0;
-	}
-	return -1;
-}
-
-/* Write an error text into ERR, which may be NULL. */
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* S made printable ('?' for other bytes) into OUT, cut to OUTSZ - 1. */
-static const char *
-printable(char *out, size_t outsz, const char *s)
-{
-	size_t j = 0;
-
-	for (size_t i = 0; s != NULL && s[i] != '\0' && j + 1 < outsz; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		out[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-	}
-	out[j] = '\0';
-	return out;
-}
-
-/* Does LIT occur in the LEN bytes at S (which may hold NULs)? */
-static const char *
-mem_find(const char *s, size_t len, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	for (size_t i = 0; n <= len && i <= len - n; i++) {
-		if (s[i] == lit[0] && memcmp(s + i, lit, n) == 0) {
-			return s + i;
-		}
-	}
-	return NULL;
-}
-
-/* ---- keys ---------------------------------------------------------------- */
-
-/* The status for an open() or read() failure E. */
-static ag_status
-errno_status(int e)
-{
-	if (e == ENOMEM) {
-		return AG_NOMEM;
-	}
-	return e == EMFILE || e == ENFILE || e == EINTR || e == EAGAIN ?
-	    AG_TEMPFAIL : AG_PERMFAIL;
-}
-
-/* Read the key file PATH (shown as SHOW) into *BUF (AG_SIGN_KEY_FILE_MAX
- * + 1 bytes, the caller wipes and frees), *LEN bytes, after checking it. */
-static ag_status
-key_read(const char *path, const char *show, char **buf, size_t *len,
-    char *err, size_t errlen)
-{
-	struct stat st;
-	char ebuf[128];
-	size_t got = 0;
-	ag_status s = AG_OK;
-	int fd;
-
-	*buf = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		int e = errno;
-
-		seterr(err, errlen, "key file %s: %s", show,
-		    ag_strerror(e, ebuf, sizeof(ebuf)));
-		return errno_status(e);
-	}
-	if (fstat(fd, &st) != 0) {
-		seterr(err, errlen, "key file %s: %s", show,
-		    ag_strerror(errno, ebuf, sizeof(ebuf)));
-		s = AG_PERMFAIL;
-	} else if (!S_ISREG(st.st_mode)) {
-		seterr(err, errlen, "key file %s is not a regular file", show);
-		s = AG_PERMFAIL;
-	} else if ((st.st_mode & 077) != 0) {
-		seterr(err, errlen, "key file %s has mode %04o: group and "
-		    "others must have no access to a private key (chmod 600)",
-		    show, (unsigned)(st.st_mode & 07777));
-		s = AG_PERMFAIL;
-	} else if (st.st_size > AG_SIGN_KEY_FILE_MAX) {
-		seterr(err, errlen, "key file %s is larger than %d bytes", show,
-		    AG_SIGN_KEY_FILE_MAX);
-		s = AG_PERMFAIL;
-	} else if ((*buf = malloc(AG_SIGN_KEY_FILE_MAX + 1)) == NULL) {
-		seterr(err, errlen, "key file %s: out of memory", show);
-		s = AG_NOMEM;
-	}
-	/* to the end, or one byte past the bound (it may have grown) */
-	while (s == AG_OK && got <= AG_SIGN_KEY_FILE_MAX) {
-		size_t room = AG_SIGN_KEY_FILE_MAX + 1 - got;
-		ssize_t r = read(fd, *buf + got, room);
-
-		if (r < 0 && errno == EINTR) {
-			continue;
-		}
-		if (r < 0) {
-			int e = errno;
-
-			seterr(err, errlen, "key file %s: %s", show,
-			    ag_strerror(e, ebuf, sizeof(ebuf)));
-			s = errno_status(e);
-		} else if (r == 0) {
-			break;
-		}
-		got += r > 0 ? (size_t)r : 0;
-	}
-	if (s == AG_OK && got > AG_SIGN_KEY_FILE_MAX) {
-		seterr(err, errlen, "key file %s is larger than %d bytes", show,
-		    AG_SIGN_KEY_FILE_MAX);
-		s = AG_PERMFAIL;
-	}
-	close(fd);
-	*len = got;
-	return s;
-}
-
-/* OpenSSL's passphrase callback: note the key is encrypted, give none. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *arg)
-{
-	*(bool *)arg = true;
-	return -1;
-}
-
-/* Why BUF (LEN bytes) gave OpenSSL no private key, for SHOW. */
-static void
-parse_failure(const char *buf, size_t len, bool asked, const char *show,
-    char *err, size_t errlen)
-{
-	if (asked || mem_find(buf, len, "ENCRYPTED") != NULL) {
-		seterr(err, errlen, "key file %s holds an encrypted key: "
-		    "authgate needs it unencrypted (and mode 600)", show);
-	} else if (mem_find(buf, len, "PRIVATE KEY-----") == NULL &&
-	    (mem_find(buf, len, "PUBLIC KEY-----") != NULL ||
-	    mem_find(buf, len, "CERTIFICATE-----") != NULL)) {
-		seterr(err, errlen, "key file %s holds a public key or "
-		    "certificate, not a private key", show);
-	} else {
-		seterr(err, errlen, "key file %s holds no usable PEM private "
-		    "key", show);
-	}
-}
-
-/* Is PK of ALG's type and size?  The reason into ERR if not. */
-static bool
-key_type_ok(EVP_PKEY *pk, enum ag_sign_alg alg, const char *show, char *err,
-    size_t errlen)
-{
-	int want = alg == AG_SIGN_RSA_SHA256 ? EVP_PKEY_RSA : EVP_PKEY_ED25519;
-	int bits = EVP_PKEY_get_bits(pk);
-	const char *type = EVP_PKEY_get0_type_name(pk);
-
-	if (EVP_PKEY_get_base_id(pk) != want) {
-		seterr(err, errlen, "key file %s holds a key of type %s, "
-		    "not %s", show, type != NULL ? type : "unknown", alg ==
-		    AG_SIGN_RSA_SHA256 ? "RSA" : "Ed25519");
-		return false;
-	}
-	if (alg == AG_SIGN_RSA_SHA256 && bits < AG_SIGN_MIN_RSA_BITS) {
-		seterr(err, errlen, "key file %s: an RSA key of %d bits is "
-		    "too small (RFC 8301: at least %d, 2048 recommended)", show,
-		    bits, AG_SIGN_MIN_RSA_BITS);
-		return false;
-	}
-	if (alg == AG_SIGN_RSA_SHA256 && bits > AG_SIGN_MAX_RSA_BITS) {
-		seterr(err, errlen, "key file %s: an RSA key of %d bits is "
-		    "larger than %d", show, bits, AG_SIGN_MAX_RSA_BITS);
-		return false;
-	}
-	return true;
-}
-
-/*
- * Do the private and public halves of PK belong together?  One signature
- * made and verified: about a millisecond for RSA-2048, where OpenSSL 3's
- * EVP_PKEY_pairwise_check() tests the primes (70 ms a key, and every key
- * is loaded again at each reload of the table).
- */
-static bool
-key_pair_ok(EVP_PKEY *pk)
-{
-	static const unsigned char msg[] = "authgate key check";
-	const EVP_MD *md = EVP_PKEY_get_id(pk) == EVP_PKEY_ED25519 ? NULL :
-	    EVP_sha256();
-	unsigned char sig[1024];
-	size_t siglen = sizeof(sig);
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	bool ok;
-
-	ok = c != NULL && EVP_PKEY_get_size(pk) > 0 &&
-	    (size_t)EVP_PKEY_get_size(pk) <= sizeof(sig) &&
-	    EVP_DigestSignInit(c, NULL, md, NULL, pk) == 1 &&
-	    EVP_DigestSign(c, sig, &siglen, msg, sizeof(msg)) == 1;
-	EVP_MD_CTX_free(c);
-	if (!ok || (c = EVP_MD_CTX_new()) == NULL) {
-		return false;
-	}
-	ok = EVP_DigestVerifyInit(c, NULL, md, NULL, pk) == 1 &&
-	    EVP_DigestVerify(c, sig, siglen, msg, sizeof(msg)) == 1;
-	EVP_MD_CTX_free(c);
-	return ok;
-}
-
-/* The p= value of PK into K->pub; false on no memory. */
-static bool
-key_public(EVP_PKEY *pk, struct ag_sign_key *k)
-{
-	unsigned char raw[AG_SIGN_ED25519_LEN], *der = NULL;
-	size_t rawlen = sizeof(raw);
-	int len;
-
-	if (k->alg == AG_SIGN_ED25519_SHA256) {
-		if (EVP_PKEY_get_raw_public_key(pk, raw, &rawlen) != 1 ||
-		    rawlen != AG_SIGN_ED25519_LEN) {
-			return false;
-		}
-		EVP_EncodeBlock((unsigned char *)k->pub, raw, (int)rawlen);
-		return true;
-	}
-	len = i2d_PUBKEY(pk, &der);
-	/* base64 of LEN bytes: 4 * ceil(LEN / 3) + NUL */
-	if (len <= 0 || (size_t)(len + 2) / 3 * 4 + 1 > sizeof(k->pub)) {
-		OPENSSL_free(der);
-		return false;
-	}
-	EVP_EncodeBlock((unsigned char *)k->pub, der, len);
-	OPENSSL_free(der);
-	return true;
-}
-
-/* PK as unencrypted PKCS#8 PEM into K->pem; false on no memory. */
-static bool
-key_pem(EVP_PKEY *pk, struct ag_sign_key *k)
-{
-	BIO *b = BIO_new(BIO_s_secmem());	/* cleared when freed */
-	char *p = NULL;
-	long len;
-
-	if (b == NULL || PEM_write_bio_PrivateKey(b, pk, NULL, NULL, 0, NULL,
-	    NULL) != 1 || (len = BIO_get_mem_data(b, &p)) <= 0 ||
-	    (k->pem = malloc((size_t)len + 1)) == NULL) {
-		BIO_free(b);
-		return false;
-	}
-	memcpy(k->pem, p, (size_t)len);
-	k->pem[len] = '\0';
-	k->pemlen = (size_t)len;
-	BIO_free(b);
-	return true;
-}
-
-/* Parse BUF (LEN bytes, from the file shown as SHOW) into K. */
-static ag_status
-key_parse(const char *buf, size_t len, struct ag_sign_key *k,
-    const char *show, char *err, size_t errlen)
-{
-	BIO *b = BIO_new_mem_buf(buf, (int)len);
-	EVP_PKEY *pk = NULL;
-	bool asked = false;
-	ag_status s = AG_OK;
-
-	if (b == NULL) {
-		seterr(err, errlen, "key file %s: out of memory", show);
-		return AG_NOMEM;
-	}
-	pk = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, &asked);
-	BIO_free(b);
-	if (pk == NULL) {
-		parse_failure(buf, len, asked, show, err, errlen);
-		s = AG_PERMFAIL;
-	} else if (!key_type_ok(pk, k->alg, show, err, errlen)) {
-		s = AG_PERMFAIL;
-	} else if (!key_pair_ok(pk)) {
-		seterr(err, errlen, "key file %s: the key is corrupt (its "
-		    "private and public halves do not match)", show);
-		s = AG_PERMFAIL;
-	} else if (!key_public(pk, k) || !key_pem(pk, k)) {
-		seterr(err, errlen, "key file %s: out of memory", show);
-		s = AG_NOMEM;
-	} else {
-		k->bits = (unsigned)EVP_PKEY_get_bits(pk);
-	}
-	EVP_PKEY_free(pk);
-	ERR_clear_error();	/* leave the thread's queue empty */
-	return s;
-}
-
-ag_status
-ag_sign_key_load(const char *path, enum ag_sign_alg alg,
-    struct ag_sign_key **out, char *err, size_t errlen)
-{
-	struct ag_sign_key *k;
-	char show[256], *buf = NULL;
-	size_t len = 0;
-	ag_status s;
-
-	*out = NULL;
-	if (path == NULL || (unsigned)alg > AG_SIGN_ED25519_SHA256) {
-		seterr(err, errlen, "no key file or no algorithm");
-		return AG_INVALID;
-	}
-	printable(show, sizeof(show), path);
-	if ((k = calloc(1, sizeof(*k))) == NULL) {
-		seterr(err, errlen, "key file %s: out of memory", show);
-		return AG_NOMEM;
-	}
-	k->alg = alg;
-	s = key_read(path, show, &buf, &len, err, errlen);
-	if (s == AG_OK) {
-		s = key_parse(buf, len, k, show, err, errlen);
-	}
-	if (buf != NULL) {
-		explicit_bzero(buf, AG_SIGN_KEY_FILE_MAX + 1);
-		free(buf);
-	}
-	if (s != AG_OK) {
-		ag_sign_key_free(k);
-		return s;
-	}
-	*out = k;
-	return AG_OK;
-}
-
-void
-ag_sign_key_free(struct ag_sign_key *k)
-{
-	if (k != NULL) {
-		if (k->pem != NULL) {
-			explicit_bzero(k->pem, k->pemlen);
-			free(k->pem);
-		}
-		free(k);
-	}
-}
-
-enum ag_sign_alg
-ag_sign_key_alg(const struct ag_sign_key *k)
-{
-	return k != NULL ? k->alg : AG_SIGN_RSA_SHA256;
-}
-
-unsigned
-ag_sign_key_bits(const struct ag_sign_key *k)
-{
-	return k != NULL ? k->bits : 0;
-}
-
-ag_status
-ag_sign_key_public(const struct ag_sign_key *k, char *buf, size_t bufsz)
-{
-	size_t len;
-
-	if (k == NULL || buf == NULL || (len = strlen(k->pub)) >= bufsz) {
-		return AG_INVALID;
-	}
-	memcpy(buf, k->pub, len + 1);
-	return AG_OK;
-}
 
 /* ---- the library --------------------------------------------------------- */
 
@@ -896,16 +500,16 @@ one_start(struct ag_signer *s, struct ag_sign_msg *m, struct sign_one *o,
 
 	if (key == NULL) {
 		snprintf(why, sizeof(why), "no key loaded");
-	} else if (p->alg != key->alg) {
+	} else if (p->alg != ag_sign_key_alg(key)) {
 		snprintf(why, sizeof(why), "the key is %s, not %s",
-		    ag_sign_alg_name(key->alg), ag_sign_alg_name(p->alg));
+		    ag_sign_alg_name(ag_sign_key_alg(key)), ag_sign_alg_name(p->alg));
 	} else if (!hlist_read(p->headers, &h, why, sizeof(why))) {
 		/* WHY says it */
 	} else if ((lib = lib_for(s, p->expire_s, &h, &per_msg, why,
 	    sizeof(why))) == NULL) {
 		/* WHY says it */
 	} else if ((o->dkim = dkim_sign(lib, (const unsigned char *)m->id, NULL,
-	    (dkim_sigkey_t)(uintptr_t)key->pem,
+	    (dkim_sigkey_t)(uintptr_t)ag_sign_key_pem(key),
 	    (const unsigned char *)o->selector,
 	    (const unsigned char *)o->domain, p->header_simple ?
 	    DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED, p->body_simple ?
