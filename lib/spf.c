@@ -51,7 +51,9 @@ struct eval {
 	unsigned queries;
 	/* the names the last MX or PTR term returned: their A/AAAA lookups
 	 * are part of that term, not terms of their own */
-	char fnames[AG_SPF_MAX_MX_NAMES][AG_ADDR_DOMAIN_MAX + 1];
+	/* every name of the answer, not only the first 10 libspf2 uses: its
+	 * choice of names must never make a follow-up count as a term */
+	char fnames[AG_DNS_MAX_RR][AG_ADDR_DOMAIN_MAX + 1];
 	unsigned nfnames;
 	ns_type followup_of;	/* ns_t_mx or ns_t_ptr */
 	struct ag_ip client;	/* for the CIDR /0 rewrite (for_libspf2) */
@@ -381,6 +383,13 @@ rr_from(SPF_dns_server_t *layer, const char *domain, ns_type type,
 		if (rr_fill(rr, n, type, &res->rr[i], suffix)) {
 			n++;
 		}
+		/* RFC 7208 4.6.4: only the first 10 PTR names are checked.
+		 * Given more, libspf2 answers permerror ("too many DNS
+		 * lookups") when no name among the first it tries matches,
+		 * so which result came depended on the order of the answer. */
+		if (type == ns_t_ptr && n >= AG_SPF_MAX_PTR_NAMES) {
+			break;
+		}
 	}
 	rr->num_rr = n;
 	if (n == 0) {
@@ -413,7 +422,7 @@ note_followups(struct eval *e, ns_type type, const SPF_dns_rr_t *rr)
 {
 	e->followup_of = type;
 	e->nfnames = 0;
-	for (int i = 0; i < rr->num_rr && e->nfnames < AG_SPF_MAX_MX_NAMES; i++) {
+	for (int i = 0; i < rr->num_rr && e->nfnames < AG_DNS_MAX_RR; i++) {
 		const char *n = type == ns_t_mx ? rr->rr[i]->mx : rr->rr[i]->ptr;
 		size_t len = strlen(n);
 
