@@ -53,6 +53,7 @@
  * Ownership: nothing is allocated; OUT and ERR are the caller's.
  * Thread-safe: no state.
  */
+#include "log.h"
 #include "dmarcrec.h"
 
 #include <stdarg.h>
@@ -65,9 +66,6 @@
 #define AG_DMARC_PCT_MAX 100		/* 6.3: 0..100 */
 /* Every tag takes at least "x=" and a ";": a bound on tags per record. */
 #define AG_DMARC_TAGS_MAX (AG_DMARC_RECORD_MAX / 2)
-/* Longest piece of a record quoted in ERR. */
-#define AG_DMARC_QUOTE_MAX 32
-#define AG_DMARC_QUOTE_SIZE (AG_DMARC_QUOTE_MAX * 4 + 8)
 
 /* What a tag that decides the policy held. */
 enum tstate { T_ABSENT, T_OK, T_BAD };
@@ -174,30 +172,6 @@ trim(const char **s, size_t *n)
 	while (*n > 0 && is_ws((unsigned char)(*s)[*n - 1])) {
 		(*n)--;
 	}
-}
-
-/* Copy S (N bytes) into BUF as printable ASCII, escaping and shortening. */
-static const char *
-quote(char *buf, size_t bufsz, const char *s, size_t n)
-{
-	size_t i, o = 0;
-	unsigned char c;
-
-	for (i = 0; i < n && o + 8 < bufsz; i++) {
-		if (i == AG_DMARC_QUOTE_MAX) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			buf[o++] = (char)c;
-		} else {
-			o += (size_t)snprintf(buf + o, bufsz - o, "\\x%02x", c);
-		}
-	}
-	buf[o] = '\0';
-	return buf;
 }
 
 /* Write FMT into ERR (if any). */
@@ -357,11 +331,11 @@ tag_p_sp(struct pst *ps, const char *name, const char *v, size_t n)
 static void
 tag_np(struct pst *ps, const char *name, const char *v, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	enum ag_dmarc_policy pol;
 
 	if (!policy_value(v, n, &pol)) {
-		ignore(ps, "np: bad policy \"%s\", ignored", quote(q, sizeof(q),
+		ignore(ps, "np: bad policy \"%s\", ignored", ag_log_quote(q, sizeof(q),
 		    v, n));
 		return;
 	}
@@ -373,7 +347,7 @@ tag_np(struct pst *ps, const char *name, const char *v, size_t n)
 static void
 tag_pct(struct pst *ps, const char *name, const char *v, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	unsigned val = 0;
 	size_t i;
 
@@ -386,7 +360,7 @@ tag_pct(struct pst *ps, const char *name, const char *v, size_t n)
 	}
 	if (n == 0 || i < n || val > AG_DMARC_PCT_MAX) {
 		ignore(ps, "pct: \"%s\" is not an integer 0..100, ignored "
-		    "(pct=100 applies)", quote(q, sizeof(q), v, n));
+		    "(pct=100 applies)", ag_log_quote(q, sizeof(q), v, n));
 		return;
 	}
 	ps->out->pct = val;
@@ -396,7 +370,7 @@ tag_pct(struct pst *ps, const char *name, const char *v, size_t n)
 static void
 tag_align(struct pst *ps, const char *name, const char *v, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	bool dkim = to_lower((unsigned char)name[1]) == 'd';
 	bool strict;
 
@@ -406,7 +380,7 @@ tag_align(struct pst *ps, const char *name, const char *v, size_t n)
 		strict = false;
 	} else {
 		ignore(ps, "%s: \"%s\" is not r or s, ignored (relaxed "
-		    "applies)", dkim ? "adkim" : "aspf", quote(q, sizeof(q),
+		    "applies)", dkim ? "adkim" : "aspf", ag_log_quote(q, sizeof(q),
 		    v, n));
 		return;
 	}
@@ -421,7 +395,7 @@ tag_align(struct pst *ps, const char *name, const char *v, size_t n)
 static void
 tag_ri(struct pst *ps, const char *name, const char *v, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	uint64_t val = 0;
 	size_t i;
 
@@ -430,7 +404,7 @@ tag_ri(struct pst *ps, const char *name, const char *v, size_t n)
 	}
 	if (n == 0 || i < n || val > UINT32_MAX) {
 		ignore(ps, "ri: \"%s\" is not a number of seconds, ignored",
-		    quote(q, sizeof(q), v, n));
+		    ag_log_quote(q, sizeof(q), v, n));
 		return;
 	}
 	ps->out->ri = (uint32_t)val;
@@ -509,11 +483,11 @@ rf_keyword(const char *s, size_t n, unsigned *acc)
 static void
 tag_fo(struct pst *ps, const char *name, const char *v, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	unsigned fo = 0;
 
 	if (!colon_list(v, n, fo_option, &fo)) {
-		ignore(ps, "fo: bad options \"%s\", ignored", quote(q,
+		ignore(ps, "fo: bad options \"%s\", ignored", ag_log_quote(q,
 		    sizeof(q), v, n));
 		return;
 	}
@@ -524,11 +498,11 @@ tag_fo(struct pst *ps, const char *name, const char *v, size_t n)
 static void
 tag_rf(struct pst *ps, const char *name, const char *v, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	unsigned unused = 0;
 
 	if (!colon_list(v, n, rf_keyword, &unused)) {
-		ignore(ps, "rf: bad formats \"%s\", ignored", quote(q,
+		ignore(ps, "rf: bad formats \"%s\", ignored", ag_log_quote(q,
 		    sizeof(q), v, n));
 	}
 }
@@ -628,7 +602,7 @@ uri_size(const char *s, size_t n, uint64_t *out)
 static void
 uri_item(struct pst *ps, struct urilist *l, const char *s, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	const char *bang = memchr(s, '!', n);
 	size_t ulen = bang != NULL ? (size_t)(bang - s) : n, scheme = 0;
 	uint64_t size = 0;
@@ -637,7 +611,7 @@ uri_item(struct pst *ps, struct urilist *l, const char *s, size_t n)
 	if ((bang != NULL && !uri_size(bang + 1, n - ulen - 1, &size)) ||
 	    !uri_valid(s, ulen, &scheme)) {
 		(*l->bad)++;
-		note(ps, "%s: bad URI \"%s\" skipped", l->tag, quote(q,
+		note(ps, "%s: bad URI \"%s\" skipped", l->tag, ag_log_quote(q,
 		    sizeof(q), s, n));
 		return;
 	}
@@ -645,7 +619,7 @@ uri_item(struct pst *ps, struct urilist *l, const char *s, size_t n)
 	if (mailto && !mailto_valid(s + scheme + 1, ulen - scheme - 1)) {
 		(*l->bad)++;
 		note(ps, "%s: mailto: URI without an address \"%s\" skipped",
-		    l->tag, quote(q, sizeof(q), s, n));
+		    l->tag, ag_log_quote(q, sizeof(q), s, n));
 		return;
 	}
 	l->valid++;
@@ -745,13 +719,13 @@ check_bytes(struct pst *ps, const char *s, size_t len)
 static enum ag_dmarc_rec_status
 seen_tag(struct pst *ps, const char *s, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	size_t i;
 
 	for (i = 0; i < ps->nseen; i++) {
 		if (ps->seen[i].len == n &&
 		    name_eq(ps->txt + ps->seen[i].off, s, n)) {
-			return fail(ps, "duplicate tag \"%s\"", quote(q,
+			return fail(ps, "duplicate tag \"%s\"", ag_log_quote(q,
 			    sizeof(q), s, n));
 		}
 	}
@@ -768,13 +742,13 @@ seen_tag(struct pst *ps, const char *s, size_t n)
 static enum ag_dmarc_rec_status
 one_tag(struct pst *ps, const char *s, size_t n)
 {
-	char q[AG_DMARC_QUOTE_SIZE];
+	char q[AG_LOG_QUOTE_SIZE];
 	const char *eq = memchr(s, '=', n), *name = s, *val;
 	size_t nlen, vlen, i;
 	enum ag_dmarc_rec_status st;
 
 	if (eq == NULL) {
-		return fail(ps, "tag \"%s\" has no \"=\"", quote(q, sizeof(q),
+		return fail(ps, "tag \"%s\" has no \"=\"", ag_log_quote(q, sizeof(q),
 		    s, n));
 	}
 	nlen = (size_t)(eq - s);
@@ -789,7 +763,7 @@ one_tag(struct pst *ps, const char *s, size_t n)
 		}
 	}
 	if (nlen == 0 || i < nlen) {
-		return fail(ps, "bad tag name \"%s\"", quote(q, sizeof(q),
+		return fail(ps, "bad tag name \"%s\"", ag_log_quote(q, sizeof(q),
 		    name, nlen));
 	}
 	st = seen_tag(ps, name, nlen);
@@ -839,7 +813,7 @@ static enum ag_dmarc_rec_status
 resolve(struct pst *ps)
 {
 	struct ag_dmarc_record *r = ps->out;
-	char q[AG_DMARC_QUOTE_SIZE], why[AG_DMARC_QUOTE_SIZE + 32];
+	char q[AG_LOG_QUOTE_SIZE], why[AG_LOG_QUOTE_SIZE + 32];
 
 	if (ps->p == T_OK && ps->sp != T_BAD) {
 		if (!r->has_sp) {
@@ -856,7 +830,7 @@ resolve(struct pst *ps)
 		int s = ps->p == T_OK;
 
 		snprintf(why, sizeof(why), "%s: bad policy \"%s\"", s ? "sp" :
-		    "p", quote(q, sizeof(q), ps->pol_val[s], ps->pol_len[s]));
+		    "p", ag_log_quote(q, sizeof(q), ps->pol_val[s], ps->pol_len[s]));
 	}
 	if (ps->rua_valid == 0) {
 		return fail(ps, "%s and no valid rua= URI: no policy (RFC 7489 "

@@ -285,3 +285,27 @@ ag_strerror(int e, char *buf, size_t bufsz)
 	return buf;
 #endif
 }
+
+/* For error messages about records (SPF, DMARC): see log.h. */
+const char *
+ag_log_quote(char *buf, size_t bufsz, const char *s, size_t n)
+{
+	size_t i, o = 0;
+	unsigned char c;
+
+	for (i = 0; i < n && o + 8 < bufsz; i++) {
+		if (i == AG_LOG_QUOTE_MAX) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			buf[o++] = (char)c;
+		} else {
+			o += (size_t)snprintf(buf + o, bufsz - o, "\\x%02x", c);
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}

@@ -43,6 +43,16 @@ void ag_log(int level, const char *fmt, ...)
  */
 char *ag_log_escape(char *dst, size_t dstsz, const char *src);
 
+/*
+ * The first AG_LOG_QUOTE_MAX of the N bytes at S (which may hold NULs)
+ * into BUF for an error message: printable ASCII as is, '"', '\\' and
+ * other bytes as \xHH, "..." when cut.  BUF of AG_LOG_QUOTE_SIZE holds
+ * any input.  Returns BUF.
+ */
+#define AG_LOG_QUOTE_MAX 32
+#define AG_LOG_QUOTE_SIZE (AG_LOG_QUOTE_MAX * 4 + 8)
+const char *ag_log_quote(char *buf, size_t bufsz, const char *s, size_t n);
+
 /* The text of errno value E in BUF (reentrant strerror); returns it. */
 const char *ag_strerror(int e, char *buf, size_t bufsz);
 

@@ -89,6 +89,7 @@
  * bounds macros per string (126).  "No more than one r per macro" is the
  * ABNF itself (transformers = *DIGIT [ "r" ], and "r" is no delimiter).
  */
+#include "log.h"
 #include "spfrecord.h"
 
 #include <arpa/inet.h>
@@ -113,8 +114,6 @@
 #define AG_SPF_XFORM_DIGITS 3
 #define AG_SPF_XFORM_MAX 128
 
-/* Longest piece of a record quoted in WHY. */
-#define AG_SPF_QUOTE_MAX 32
 
 /* Where a macro-string appears: which letters and characters it may hold. */
 enum ms_kind {
@@ -208,30 +207,6 @@ static inline size_t
 lib_align(size_t n)
 {
 	return (n + AG_LIBSPF2_ITEM - 1) / AG_LIBSPF2_ITEM * AG_LIBSPF2_ITEM;
-}
-
-/* Copy S (N bytes) into BUF as printable ASCII, escaping and shortening. */
-static const char *
-quote(char *buf, size_t bufsz, const char *s, size_t n)
-{
-	size_t i, o = 0;
-	unsigned char c;
-
-	for (i = 0; i < n && o + 8 < bufsz; i++) {
-		if (i == AG_SPF_QUOTE_MAX) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			buf[o++] = (char)c;
-		} else {
-			o += (size_t)snprintf(buf + o, bufsz - o, "\\x%02x", c);
-		}
-	}
-	buf[o] = '\0';
-	return buf;
 }
 
 /* Write the reason (after "term N: " inside a record); return AG_INVALID. */
@@ -490,7 +465,7 @@ lib_check(struct chk *ck, const char *what, const char *s, size_t len,
 static ag_status
 toplabel(struct chk *ck, const char *what, const char *t, size_t n)
 {
-	char q[AG_SPF_QUOTE_MAX * 4 + 8];
+	char q[AG_LOG_QUOTE_SIZE];
 	bool digits_only = true;
 	size_t i;
 
@@ -500,7 +475,7 @@ toplabel(struct chk *ck, const char *what, const char *t, size_t n)
 	for (i = 0; i < n; i++) {
 		if (!is_alnum(t[i]) && t[i] != '-') {
 			return fail(ck, "%s: bad top label \"%s\"", what,
-			    quote(q, sizeof(q), t, n));
+			    ag_log_quote(q, sizeof(q), t, n));
 		}
 		if (!is_digit(t[i])) {
 			digits_only = false;
@@ -508,11 +483,11 @@ toplabel(struct chk *ck, const char *what, const char *t, size_t n)
 	}
 	if (t[0] == '-' || t[n - 1] == '-') {
 		return fail(ck, "%s: top label \"%s\" starts or ends with \"-\"",
-		    what, quote(q, sizeof(q), t, n));
+		    what, ag_log_quote(q, sizeof(q), t, n));
 	}
 	if (digits_only) {
 		return fail(ck, "%s: top label \"%s\" is all digits", what,
-		    quote(q, sizeof(q), t, n));
+		    ag_log_quote(q, sizeof(q), t, n));
 	}
 	return AG_OK;
 }
@@ -525,7 +500,7 @@ static ag_status
 domain_spec(struct chk *ck, const char *what, const char *s, size_t len,
     size_t base)
 {
-	char q[AG_SPF_QUOTE_MAX * 4 + 8];
+	char q[AG_LOG_QUOTE_SIZE];
 	bool last_macro;
 	unsigned macros;
 	size_t end, dot;
@@ -546,7 +521,7 @@ domain_spec(struct chk *ck, const char *what, const char *s, size_t len,
 		}
 		if (dot == 0) {
 			return fail(ck, "%s: \"%s\" has no dot before a top "
-			    "label", what, quote(q, sizeof(q), s, len));
+			    "label", what, ag_log_quote(q, sizeof(q), s, len));
 		}
 		st = toplabel(ck, what, s + dot, end - dot);
 		if (st != AG_OK) {
@@ -580,7 +555,7 @@ static ag_status
 cidr_len(struct chk *ck, const char *what, const char *fam, const char *d,
     size_t n, unsigned max)
 {
-	char q[AG_SPF_QUOTE_MAX * 4 + 8];
+	char q[AG_LOG_QUOTE_SIZE];
 	unsigned v = 0;
 	size_t i;
 
@@ -590,12 +565,12 @@ cidr_len(struct chk *ck, const char *what, const char *fam, const char *d,
 	for (i = 0; i < n; i++) {
 		if (!is_digit(d[i])) {
 			return fail(ck, "%s: bad prefix length \"%s\"", what,
-			    quote(q, sizeof(q), d, n));
+			    ag_log_quote(q, sizeof(q), d, n));
 		}
 	}
 	if (n > 1 && d[0] == '0') {
 		return fail(ck, "%s: prefix length \"%s\" has a leading zero",
-		    what, quote(q, sizeof(q), d, n));
+		    what, ag_log_quote(q, sizeof(q), d, n));
 	}
 	for (i = 0; i < n && v <= max; i++) {
 		v = v * 10 + (unsigned)(d[i] - '0');
@@ -603,7 +578,7 @@ cidr_len(struct chk *ck, const char *what, const char *fam, const char *d,
 	if (v > max) {
 		return fail(ck, "%s: %s%sprefix length %s out of range (0..%u)",
 		    what, fam != NULL ? fam : "", fam != NULL ? " " : "",
-		    quote(q, sizeof(q), d, n), max);
+		    ag_log_quote(q, sizeof(q), d, n), max);
 	}
 	return AG_OK;
 }
@@ -728,7 +703,7 @@ static ag_status
 ip_mech(struct chk *ck, const char *what, const char *r, size_t n,
     bool v6)
 {
-	char q[AG_SPF_QUOTE_MAX * 4 + 8];
+	char q[AG_LOG_QUOTE_SIZE];
 	const char *slash;
 	size_t alen;
 	bool ok;
@@ -743,7 +718,7 @@ ip_mech(struct chk *ck, const char *what, const char *r, size_t n,
 	ok = v6 ? ip6_network(r, alen) : ip4_network(r, alen);
 	if (!ok) {
 		return fail(ck, "%s: bad address \"%s\"", what,
-		    quote(q, sizeof(q), r, alen));
+		    ag_log_quote(q, sizeof(q), r, alen));
 	}
 	if (slash == NULL) {
 		return AG_OK;
@@ -793,7 +768,7 @@ mech_args(struct chk *ck, enum mech m, const char *what, const char *r,
 static ag_status
 bad_directive(struct chk *ck, const char *t, size_t n)
 {
-	char q[AG_SPF_QUOTE_MAX * 4 + 8];
+	char q[AG_LOG_QUOTE_SIZE];
 	const char *eq;
 	size_t h;
 
@@ -806,14 +781,14 @@ bad_directive(struct chk *ck, const char *t, size_t n)
 	}
 	if (eq != NULL) {
 		return fail(ck, "bad modifier name \"%s\"",
-		    quote(q, sizeof(q), t, (size_t)(eq - t)));
+		    ag_log_quote(q, sizeof(q), t, (size_t)(eq - t)));
 	}
 	if (h < n && t[h] == ':' &&
 	    (word_eq(t, h, "redirect") || word_eq(t, h, "exp"))) {
 		return fail(ck, "%s is a modifier: \"=\", not \":\"",
-		    quote(q, sizeof(q), t, h));
+		    ag_log_quote(q, sizeof(q), t, h));
 	}
-	return fail(ck, "unknown mechanism \"%s\"", quote(q, sizeof(q), t, h));
+	return fail(ck, "unknown mechanism \"%s\"", ag_log_quote(q, sizeof(q), t, h));
 }
 
 /* directive = [ qualifier ] mechanism (4.6.2, 5). */
@@ -858,7 +833,7 @@ static ag_status
 modifier(struct chk *ck, const char *name, size_t nn, const char *v,
     size_t vn)
 {
-	char what[AG_SPF_QUOTE_MAX * 4 + 16], q[AG_SPF_QUOTE_MAX * 4 + 8];
+	char what[AG_LOG_QUOTE_SIZE + 8], q[AG_LOG_QUOTE_SIZE];
 	bool last_macro;
 	unsigned macros;
 	ag_status st;
@@ -878,7 +853,7 @@ modifier(struct chk *ck, const char *name, size_t nn, const char *v,
 		ck->seen_exp = ck->info.has_exp = true;
 		return domain_spec(ck, "exp=", v, vn, 0);
 	}
-	(void)snprintf(what, sizeof(what), "%s=", quote(q, sizeof(q), name,
+	(void)snprintf(what, sizeof(what), "%s=", ag_log_quote(q, sizeof(q), name,
 	    nn));
 	st = rfc_macro_string(ck, what, v, vn, MS_VALUE, &last_macro,
 	    &macros);
