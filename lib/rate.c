@@ -691,7 +691,11 @@ ag_rater_reset(struct ag_rater *r, const char *key, size_t *n, char *err,
 		}
 	}
 	if (*n > 0) {
-		ag_log_notice("rate: %zu counters matching '%s' reset", *n, key);
+		char esc[2 * AG_RATE_KEY_MAX];
+
+		/* the key came over the control socket: escaped for the log */
+		ag_log_notice("rate: %zu counters matching '%s' reset", *n,
+		    ag_log_escape(esc, sizeof(esc), key));
 	}
 	free(c.v);
 	return st;
