@@ -2,9 +2,9 @@
  * dkimkey.c - DKIM signing keys (see dkimsign.h): reading a key file with
  * the daemon's checks (owner-only mode, a bounded read, an unencrypted
  * PEM private key of the algorithm: RSA 1024-8192 bits or Ed25519, its
- * halves matching), the PEM kept for libopendkim, and the p= value of the
- * public key.  Key material is wiped when freed and never put in an
- * error text.  Split from lib/dkimsign.c (the signatures).
+ * halves matching), the parsed key kept for lib/dkimsign.c, and the p=
+ * value of the public key.  Key material is wiped when freed (OpenSSL
+ * clears a private key it frees) and never put in an error text.  Split from lib/dkimsign.c (the signatures).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,8 +36,7 @@ static const char *const alg_names[] = { "rsa-sha256", "ed25519-sha256" };
 struct ag_sign_key {
 	enum ag_sign_alg alg;
 	unsigned bits;
-	char *pem;		/* unencrypted PKCS#8, NUL-terminated; wiped */
-	size_t pemlen;
+	EVP_PKEY *pk;		/* parsed once; shared by the messages */
 	char pub[AG_SIGN_PUBLIC_MAX];	/* p= */
 };
 
@@ -305,27 +304,6 @@ key_public(EVP_PKEY *pk, struct ag_sign_key *k)
 	return true;
 }
 
-/* PK as unencrypted PKCS#8 PEM into K->pem; false on no memory. */
-static bool
-key_pem(EVP_PKEY *pk, struct ag_sign_key *k)
-{
-	BIO *b = BIO_new(BIO_s_secmem());	/* cleared when freed */
-	char *p = NULL;
-	long len;
-
-	if (b == NULL || PEM_write_bio_PrivateKey(b, pk, NULL, NULL, 0, NULL,
-	    NULL) != 1 || (len = BIO_get_mem_data(b, &p)) <= 0 ||
-	    (k->pem = malloc((size_t)len + 1)) == NULL) {
-		BIO_free(b);
-		return false;
-	}
-	memcpy(k->pem, p, (size_t)len);
-	k->pem[len] = '\0';
-	k->pemlen = (size_t)len;
-	BIO_free(b);
-	return true;
-}
-
 /* Parse BUF (LEN bytes, from the file shown as SHOW) into K. */
 static ag_status
 key_parse(const char *buf, size_t len, struct ag_sign_key *k,
@@ -351,11 +329,13 @@ key_parse(const char *buf, size_t len, struct ag_sign_key *k,
 		seterr(err, errlen, "key file %s: the key is corrupt (its "
 		    "private and public halves do not match)", show);
 		s = AG_PERMFAIL;
-	} else if (!key_public(pk, k) || !key_pem(pk, k)) {
+	} else if (!key_public(pk, k)) {
 		seterr(err, errlen, "key file %s: out of memory", show);
 		s = AG_NOMEM;
 	} else {
 		k->bits = (unsigned)EVP_PKEY_get_bits(pk);
+		k->pk = pk;
+		pk = NULL;
 	}
 	EVP_PKEY_free(pk);
 	ERR_clear_error();	/* leave the thread's queue empty */
@@ -402,10 +382,7 @@ void
 ag_sign_key_free(struct ag_sign_key *k)
 {
 	if (k != NULL) {
-		if (k->pem != NULL) {
-			explicit_bzero(k->pem, k->pemlen);
-			free(k->pem);
-		}
+		EVP_PKEY_free(k->pk);
 		free(k);
 	}
 }
@@ -434,8 +411,8 @@ ag_sign_key_public(const struct ag_sign_key *k, char *buf, size_t bufsz)
 	return AG_OK;
 }
 
-const char *
-ag_sign_key_pem(const struct ag_sign_key *k)
+EVP_PKEY *
+ag_sign_key_pkey(const struct ag_sign_key *k)
 {
-	return k->pem;
+	return k->pk;
 }

@@ -1,83 +1,48 @@
 /*
- * dkimsign.c - streaming DKIM signing over libopendkim.
+ * dkimsign.c - streaming DKIM signing (RFC 6376, RFC 8463) with OpenSSL.
  *
- * Keys (lib/dkimkey.c).  A key file is opened once, checked with
- * fstat() on the open descriptor (regular, mode & 077 == 0, size), read
- * whole up to AG_SIGN_KEY_FILE_MAX, parsed by OpenSSL with a passphrase
- * callback that only notes it was asked (an encrypted key is refused,
- * never prompted for), checked for type, size and that its halves match,
- * and kept as a fresh unencrypted PKCS#8 PEM: what libopendkim's
- * dkim_sign() takes, without whatever else the file held.  The file's
- * bytes and the PEM are wiped when done with.  libopendkim copies the PEM
- * into every message handle and parses it again there
- * (dkim_privkey_load()); its DKIM_LIBs are made with an allocator whose
- * free wipes each block, so those copies do not outlive the message in
- * the heap either.
+ * Keys (lib/dkimkey.c) are parsed once, when the signing table is loaded,
+ * into an EVP_PKEY that every message borrows (a reference).  libopendkim
+ * is not used for signing: its dkim_sign() takes the key as PEM text and
+ * parses it again for every message, which with OpenSSL 3.0 costs more
+ * than an RSA-2048 signature (tests/bench/README.md), and 2.11.0 leaks an
+ * Ed25519 key per signature.  What it did here is small and exactly
+ * specified: canonicalize, hash, build the tag list, sign one digest.
  *
- * The library.  x= comes from DKIM_OPTS_SIGNATURETTL, an option of the
- * DKIM_LIB, not of a handle; so struct ag_signer keeps one DKIM_LIB per
- * distinct (expire_s, h= list) in use, made on first use under a lock,
- * read-only after.  The h= list is a library option too
- * (DKIM_OPTS_SIGNHDRS), compiled into a regular expression once per
- * DKIM_LIB; dkim_signhdrs() would compile it for every message (some
- * 200 us for the default list).  Past AG_SIGN_MAX_HLISTS a new h= list
- * takes the DKIM_LIB of its expire_s and is given per message; past
- * AG_SIGN_MAX_TTLS a new expire_s fails.  Over-signing is the library option
- * DKIM_OPTS_OVERSIGNHDRS ("from"), the same in every DKIM_LIB.  A list
- * is always given, so libopendkim's default of signing every field never
- * applies.  The DNS hooks refuse every query (signing needs none) and the
- * init/close hooks are NULL, as in lib/dkim.c.
+ * A message.  Header fields are kept as "Name:value" (the raw value, bare
+ * LF made CRLF by ag_dkim_field(), as lib/dkim.c verifies them) until the
+ * end of the headers.  There each signature chooses its fields: every
+ * field whose name is in its h= list, in message order, and From once
+ * more (over-signed: a From added later breaks the signature).  h= names
+ * them in that order; each name is hashed as a verifier selects it
+ * (RFC 6376 5.4.2: the last unused instance of the name, from the
+ * bottom), and an over-signed name with no instance left hashes nothing.
+ * The fields are then canonicalized into the signature's header digest
+ * and let go.  The body streams through one canonicalizer per
+ * canonicalization in use (two signatures of the same kind share it) into
+ * a SHA-256 digest; nothing of it is held.
  *
- * A message.  One DKIM handle per key.  Header fields are rebuilt once as
- * "Name:" + the raw value with bare LF made CRLF (as lib/dkim.c does) and
- * given to every handle; body chunks likewise.  Input the handles cannot
- * take (a field too long, no From) is noted and reported at the end, so
- * the feeding calls fail only for memory.  At the end each handle signs;
- * dkim_getsighdr_d() with the width of "DKIM-Signature: " gives the value
- * as libopendkim hashed it after "DKIM-Signature: " (simple header
- * canonicalization covers the signature's own folding, and that one
- * space); its CRLFs become LF for smfi_insheader().
+ * At the end of the message each signature's field is built, folded at
+ * 78 columns ("DKIM-Signature: " counted on the first line), up to and
+ * including "b=": that text is canonicalized as the last field hashed
+ * (without its CRLF, RFC 6376 3.7), the digest signed (RSA: PKCS #1 v1.5
+ * over SHA-256's DigestInfo; Ed25519: PureEdDSA over the 32 bytes of the
+ * SHA-256 digest, RFC 8463 3), and the base64 signature appended, folded
+ * anywhere (white space in b= is not hashed).  The field is hashed with
+ * exactly one space after the colon, as the session inserts it.
  *
- * What libopendkim 2.11.0 (Debian 12: 2.11.0~beta2) gets wrong, and what
- * is done about it here:
- *   - An Ed25519 signature under simple header canonicalization is given
- *     out folded differently from how it was hashed, and never verifies:
- *     b_refold() puts b= back where it was hashed (AG_SIGN_LIB_B_BUG).
- *   - Relaxed body canonicalization refuses a body that does not end in
- *     CRLF ("CRLF at end of body missing"); RFC 6376 3.4.4 adds the CRLF,
- *     and so does ag_sign_eom (over SMTP a body always ends in one).
- *   - dkim_signhdrs() with a list too long for its 1 KB regex buffer
- *     leaves a handle dkim_free() cannot free: the list is bounded first.
- *   - The key is parsed again for every message (OpenSSL 3.0's decoders:
- *     about 1 ms, more than an RSA-2048 signature; tests/bench/README.md).
- *   - dkim_free() does not free an Ed25519 key (about 1.3 KB per signed
- *     message; fixed upstream after 2.11.0, trusteddomainproject/OpenDKIM
- *     PR #321).  Nothing here can reach it: it needs a fixed libopendkim.
- *     dkim_privkey_load() is never called early, as a handle freed before
- *     dkim_eom() would then leak its key whatever the algorithm.
- *
- * Thread safety: see dkimsign.h.
+ * Thread safety: see dkimsign.h.  An EVP_PKEY is only read here.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <malloc.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <time.h>
 
-#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
-#include <opendkim/dkim.h>
+#include <openssl/rsa.h>
 
 #include "dkim.h"
 #include "dkimsign.h"
@@ -86,30 +51,21 @@
 
 #define seterr ag_sign_seterr
 #define printable ag_sign_printable
-#define mem_find ag_sign_mem_find
 
 /* Bounds on the input: one field is bounded by ag_dkim_field() (1 MB);
- * all the header fields together here (libopendkim keeps every field of
- * every handle). */
+ * all the header fields together, and their number, here. */
 #define AG_SIGN_HDRS_MAX (8ULL * 1024 * 1024)
-
-/* libopendkim builds the h= names into a regular expression in a buffer
- * of 1,024 bytes (dkim_signhdrs(): "^(from|name|...)$"); a longer one
- * fails, and leaves the handle with a regex_t that dkim_free() would free
- * uncompiled.  Counted here with room to spare: every name + 3, plus 16,
- * must fit in this. */
-#define AG_SIGN_HLIST_RE_MAX 1000
+#define AG_SIGN_FIELDS_MAX 10000
+/* Fields one signature names in h= (a name counts once per instance). */
+#define AG_SIGN_H_ENTRIES_MAX 1000
+#define AG_SIGN_HLIST_MAX 1000		/* bytes of an h= list given */
 #define AG_SIGN_NAME_MAX 253		/* RFC 1035 2.3.4: s._domainkey.d */
 #define AG_SIGN_LABEL_MAX 63		/* RFC 1035 2.3.4 */
-
-/* libopendkim's header folding (dkim_getsighdr_d()): its default margin,
- * the columns it counts for "DKIM-Signature: " and for a line that
- * starts with a tab, and the last version known to fold b= differently
- * when signing and when giving out an Ed25519 signature (see b_refold). */
-#define AG_SIGN_LIB_MARGIN 75		/* DKIM_HDRMARGIN */
-#define AG_SIGN_LIB_FIRST 16
-#define AG_SIGN_LIB_TAB 8
-#define AG_SIGN_LIB_B_BUG 0x020bffffUL	/* 2.11.x */
+#define AG_SIGN_FOLD 78			/* RFC 5322 2.1.1: line length */
+#define AG_SIGN_FIRST_COL 16		/* "DKIM-Signature: " */
+#define AG_SIGN_TAB_COL 8		/* a folded line starts with a tab */
+#define AG_SIGN_SIG_MAX 1024		/* bytes of an RSA-8192 signature */
+#define AG_SIGN_DIGEST 32		/* SHA-256 */
 
 /*
  * The default h= list: RFC 6376 5.4.1 (From, Reply-To, Subject, Date, To,
@@ -128,234 +84,274 @@ static const char *const default_hdrs[] = {
 	NULL
 };
 
-
-
-/* A DKIM_LIB: x= after TTL seconds (0: none), h= names HDRS by default
- * (NULL: default_hdrs). */
-struct sign_lib {
-	unsigned ttl;
-	char *hdrs;		/* the names joined with ':', or NULL */
-	DKIM_LIB *lib;
-};
-
 struct ag_signer {
-	pthread_mutex_t lock;	/* guards libs[] and the counts */
-	struct sign_lib libs[AG_SIGN_MAX_TTLS + AG_SIGN_MAX_HLISTS];
-	size_t n;
-	unsigned nttl, nlist;	/* of libs[]: default h=, other h= */
+	EVP_MD *sha256;		/* fetched once: no lookup per message */
 };
 
-/* An h= list read into names (pointing into STORE), with its key: the
- * names joined with ':' (shorter than the list and "From" added, as the
- * bound on the list is on names + 3 each). */
+/* An h= list read into names (pointing into STORE, or default_hdrs). */
 struct hlist {
 	const char *names[AG_SIGN_MAX_HNAMES + 2];	/* NULL-terminated */
-	char store[AG_SIGN_HLIST_RE_MAX];
-	char key[AG_SIGN_HLIST_RE_MAX];		/* "" for default_hdrs */
+	char store[AG_SIGN_HLIST_MAX + 1];
 };
 
-static const struct hlist none;		/* default_hdrs */
+/* Bytes on their way into a digest, in blocks. */
+struct sink {
+	EVP_MD_CTX *ctx;
+	bool ok;		/* no digest call failed */
+	size_t n;
+	unsigned char buf[4096];
+};
+
+/* A body canonicalizer (RFC 6376 3.4.3, 3.4.4) feeding its digest. */
+struct body {
+	bool used, simple;
+	bool cr;		/* a CR ended the last chunk */
+	bool wsp;		/* relaxed: white space not yet written */
+	bool any;		/* something was written */
+	unsigned long long nl;	/* line ends not yet written */
+	struct sink out;
+	unsigned char bh[AG_SIGN_DIGEST];
+};
+
+/* A kept header field: "Name:value" at OFF in the message's store. */
+struct field {
+	size_t off, len;
+	size_t nlen;		/* the name, white space before ':' cut */
+};
 
 struct sign_one {
-	DKIM *dkim;
-	bool b_fix;		/* Ed25519, simple headers: see b_refold */
+	EVP_PKEY *pk;		/* a reference of the key's */
+	enum ag_sign_alg alg;
+	bool hsimple;
+	int body;		/* index into ag_sign_msg.body */
+	unsigned expire_s;
+	struct hlist h;
+	char *hval;		/* the h= value, made at the end of headers */
+	struct sink hd;		/* the header digest */
 	char domain[AG_SIGN_NAME_MAX + 1];
 	char selector[AG_SIGN_NAME_MAX + 1];
 	char why[192];		/* this signature cannot be made, or "" */
 };
 
 struct ag_sign_msg {
-	char id[64];		/* libopendkim keeps the pointer */
+	const struct ag_signer *s;
 	bool eoh_done, eom_done;
 	char why[128];		/* input no signature can take, or "" */
-	char *buf;		/* "Name:value" for dkim_header() */
+	char *buf;		/* one "Name:value" from ag_dkim_field() */
 	size_t bufcap;
-	unsigned long long hbytes;
-	bool body;		/* some body came */
-	unsigned char tail[2];	/* its last two bytes */
+	char *store;		/* the kept fields, one after another */
+	size_t storelen, storecap;
+	struct field *f;
+	size_t nf, fcap;
+	struct body body[2];	/* relaxed, simple */
 	size_t n;
 	struct sign_one one[];
 };
 
-/* ---- the library --------------------------------------------------------- */
+/* ---- digests ------------------------------------------------------------- */
 
-/* libopendkim's allocator: malloc, and a free that wipes (the key's PEM is
- * copied into every handle; the canonicalized message passes through). */
-static void *
-wipe_malloc(void *closure, size_t n)
+static void
+sink_flush(struct sink *k)
 {
-	return malloc(n);
+	if (k->n > 0 && EVP_DigestUpdate(k->ctx, k->buf, k->n) != 1) {
+		k->ok = false;
+	}
+	k->n = 0;
 }
 
 static void
-wipe_free(void *closure, void *p)
+sink_put(struct sink *k, const void *p, size_t len)
 {
-	if (p != NULL) {
-		explicit_bzero(p, malloc_usable_size(p));
-		free(p);
+	if (len >= sizeof(k->buf)) {
+		sink_flush(k);
+		if (EVP_DigestUpdate(k->ctx, p, len) != 1) {
+			k->ok = false;
+		}
+		return;
 	}
-}
-
-/* libopendkim's DNS hooks: signing looks nothing up; refuse all. */
-static int
-dns_refuse(void *srv, int type, unsigned char *query, unsigned char *buf,
-    size_t buflen, void **qh)
-{
-	return DKIM_DNS_ERROR;
-}
-
-static int
-dns_waitreply(void *srv, void *qh, struct timeval *to, size_t *bytes,
-    int *error, int *dnssec)
-{
-	return DKIM_DNS_ERROR;
-}
-
-static int
-dns_cancel(void *srv, void *qh)
-{
-	return 0;
-}
-
-/* A DKIM_LIB whose signatures carry x= TTL seconds after t= (none if 0)
- * and name the fields of H by default. */
-static DKIM_LIB *
-lib_make(struct ag_signer *s, unsigned ttl, const struct hlist *h, char *err,
-    size_t errlen)
-{
-	static const char *const oversign[] = { "from", NULL };
-	DKIM_LIB *lib = dkim_init(wipe_malloc, wipe_free);
-	const char *const *names = h->key[0] != '\0' ? h->names : default_hdrs;
-	uint64_t t = ttl;
-	unsigned bits = AG_SIGN_MIN_RSA_BITS;
-
-	if (lib == NULL) {
-		seterr(err, errlen, "out of memory (libopendkim's dkim_init)");
-		return NULL;
+	if (k->n + len > sizeof(k->buf)) {
+		sink_flush(k);
 	}
-	if ((ttl > 0 && dkim_options(lib, DKIM_OP_SETOPT,
-	    DKIM_OPTS_SIGNATURETTL, &t, sizeof(t)) != DKIM_STAT_OK) ||
-	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS,
-	    (void *)(uintptr_t)oversign, sizeof(char **)) != DKIM_STAT_OK ||
-	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
-	    (void *)(uintptr_t)names, sizeof(char **)) != DKIM_STAT_OK ||
-	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS, &bits,
-	    sizeof(bits)) != DKIM_STAT_OK) {
-		seterr(err, errlen, "libopendkim refuses a signing option");
-		dkim_close(lib);
-		return NULL;
-	}
-	if (!dkim_libfeature(lib, DKIM_FEATURE_SHA256) ||
-	    !dkim_libfeature(lib, DKIM_FEATURE_ED25519) ||
-	    !dkim_libfeature(lib, DKIM_FEATURE_OVERSIGN)) {
-		seterr(err, errlen, "libopendkim lacks SHA-256, Ed25519 or "
-		    "over-signing");
-		dkim_close(lib);
-		return NULL;
-	}
-	dkim_dns_set_query_service(lib, s);
-	dkim_dns_set_query_start(lib, dns_refuse);
-	dkim_dns_set_query_waitreply(lib, dns_waitreply);
-	dkim_dns_set_query_cancel(lib, dns_cancel);
-	dkim_dns_set_init(lib, NULL);
-	dkim_dns_set_close(lib, NULL);
-	return lib;
+	memcpy(k->buf + k->n, p, len);
+	k->n += len;
 }
 
-/* Is L the library for TTL and H? */
+static void
+sink_putc(struct sink *k, unsigned char c)
+{
+	if (k->n == sizeof(k->buf)) {
+		sink_flush(k);
+	}
+	k->buf[k->n++] = c;
+}
+
+/* Start K on SHA-256; false on no memory. */
 static bool
-lib_is(const struct sign_lib *l, unsigned ttl, const struct hlist *h)
+sink_start(struct sink *k, const struct ag_signer *s)
 {
-	return l->ttl == ttl && (l->hdrs == NULL ? h->key[0] == '\0' :
-	    strcmp(l->hdrs, h->key) == 0);
+	k->n = 0;
+	k->ok = (k->ctx = EVP_MD_CTX_new()) != NULL &&
+	    EVP_DigestInit_ex(k->ctx, s->sha256, NULL) == 1;
+	return k->ok;
 }
 
-/* Add a DKIM_LIB for TTL and H (a list: with its key) to S; NULL with
- * ERR.  S is locked. */
-static DKIM_LIB *
-lib_add(struct ag_signer *s, unsigned ttl, const struct hlist *h, char *err,
-    size_t errlen)
+/* The digest of K into OUT (AG_SIGN_DIGEST bytes); false on failure. */
+static bool
+sink_end(struct sink *k, unsigned char *out)
 {
-	char *key = NULL;
-	DKIM_LIB *lib;
+	unsigned int len = 0;
 
-	if (h->key[0] != '\0' && (key = strdup(h->key)) == NULL) {
-		seterr(err, errlen, "out of memory");
-		return NULL;
+	sink_flush(k);
+	return k->ok && EVP_DigestFinal_ex(k->ctx, out, &len) == 1 &&
+	    len == AG_SIGN_DIGEST;
+}
+
+/* ---- canonicalization ---------------------------------------------------- */
+
+static bool
+is_wsp(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Write the line ends B holds back. */
+static void
+body_lines(struct body *b)
+{
+	for (; b->nl > 0; b->nl--) {
+		sink_put(&b->out, "\r\n", 2);
 	}
-	if ((lib = lib_make(s, ttl, h, err, errlen)) == NULL) {
-		free(key);
-		return NULL;
+}
+
+/* LEN bytes of a line (no CR; relaxed: no white space) into B, after the
+ * line ends and the space held back. */
+static void
+body_run(struct body *b, const unsigned char *p, size_t len)
+{
+	body_lines(b);
+	if (b->wsp) {
+		sink_putc(&b->out, ' ');
+		b->wsp = false;
 	}
-	s->libs[s->n].ttl = ttl;
-	s->libs[s->n].hdrs = key;
-	s->libs[s->n++].lib = lib;
-	if (key != NULL) {
-		s->nlist++;
-	} else {
-		s->nttl++;
-	}
-	return lib;
+	sink_put(&b->out, p, len);
+	b->any = true;
 }
 
 /*
- * The DKIM_LIB for TTL and H, made on first use: one per TTL with the
- * default list (AG_SIGN_MAX_TTLS), one per TTL and other list
- * (AG_SIGN_MAX_HLISTS).  Past the second bound, the first serves and
- * *PER_MSG says that H must be given to each message (dkim_signhdrs()).
- * NULL with ERR: past the first bound, or no memory.
+ * LEN bytes of body into B.  Lines end in CRLF; a lone CR or LF is a byte
+ * of its line.  Line ends are held back until more of the body comes, so
+ * that empty lines at the end are never written.  Relaxed: a run of
+ * white space is one space, and none at the end of a line.  The bytes
+ * between are written in runs.
  */
-static DKIM_LIB *
-lib_for(struct ag_signer *s, unsigned ttl, const struct hlist *h,
-    bool *per_msg, char *err, size_t errlen)
+static void
+body_feed(struct body *b, const unsigned char *p, size_t len)
 {
-	DKIM_LIB *lib = NULL, *base = NULL;
+	const unsigned char *end = p + len, *q;
 
-	*per_msg = false;
-	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < s->n && lib == NULL; i++) {
-		if (lib_is(&s->libs[i], ttl, h)) {
-			lib = s->libs[i].lib;
-		} else if (lib_is(&s->libs[i], ttl, &none)) {
-			base = s->libs[i].lib;
+	while (p < end) {
+		if (b->cr) {
+			b->cr = false;
+			if (*p == '\n') {
+				b->wsp = false;
+				b->nl++;
+				p++;
+				continue;
+			}
+			body_run(b, (const unsigned char *)"\r", 1);
+		}
+		for (q = p; q < end && *q != '\r' && (b->simple ||
+		    !is_wsp(*q)); q++) {
+		}
+		if (q > p) {
+			body_run(b, p, (size_t)(q - p));
+			p = q;
+		} else {
+			b->cr = b->cr || *p == '\r';
+			b->wsp = b->wsp || *p != '\r';
+			p++;
 		}
 	}
-	if (lib == NULL && h->key[0] != '\0' &&
-	    s->nlist < AG_SIGN_MAX_HLISTS) {
-		lib = lib_add(s, ttl, h, err, errlen);
-	} else if (lib == NULL) {
-		*per_msg = h->key[0] != '\0';
-		if ((lib = base) == NULL && s->nttl == AG_SIGN_MAX_TTLS) {
-			seterr(err, errlen, "more than %d signature lifetimes "
-			    "(x=) in use", AG_SIGN_MAX_TTLS);
-		} else if (lib == NULL) {
-			lib = lib_add(s, ttl, &none, err, errlen);
-		}
-	}
-	pthread_mutex_unlock(&s->lock);
-	return lib;
 }
+
+/* The end of the body: its last line ends in one CRLF (simple: even an
+ * empty body is one, RFC 6376 3.4.3; relaxed: an empty body is empty). */
+static bool
+body_end(struct body *b)
+{
+	if (b->cr) {
+		b->cr = false;
+		body_run(b, (const unsigned char *)"\r", 1);
+	}
+	b->nl = 0;
+	if (b->simple || b->any) {
+		sink_put(&b->out, "\r\n", 2);
+	}
+	return sink_end(&b->out, b->bh);
+}
+
+/*
+ * The field F (LEN bytes: the name, NLEN of it before any white space
+ * and the colon, then the value) into K.  Simple: as it stands.  Relaxed
+ * (RFC 6376 3.4.2): the name in lower case, then ':', the value unfolded,
+ * runs of white space made one space, none at either end.  CRLF after
+ * unless LAST (the signature's own field).
+ */
+static void
+field_canon(struct sink *k, bool simple, const char *f, size_t len,
+    size_t nlen, bool last)
+{
+	const char *colon = memchr(f, ':', len);
+	bool space = false, started = false;
+
+	if (simple || colon == NULL) {
+		sink_put(k, f, len);
+	} else {
+		for (size_t i = 0; i < nlen; i++) {
+			unsigned char c = (unsigned char)f[i];
+
+			sink_putc(k, c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+		}
+		sink_putc(k, ':');
+		for (const char *p = colon + 1; p < f + len; p++) {
+			unsigned char c = (unsigned char)*p;
+
+			if (c == '\r' || c == '\n') {
+				continue;
+			}
+			if (is_wsp(c)) {
+				space = true;
+				continue;
+			}
+			if (space && started) {
+				sink_putc(k, ' ');
+			}
+			space = false;
+			started = true;
+			sink_putc(k, c);
+		}
+	}
+	if (!last) {
+		sink_put(k, "\r\n", 2);
+	}
+}
+
+/* ---- the signer ---------------------------------------------------------- */
 
 ag_status
 ag_signer_new(struct ag_signer **out, char *err, size_t errlen)
 {
 	struct ag_signer *s;
-	bool per_msg;
 
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		seterr(err, errlen, "out of memory");
 		return AG_NOMEM;
 	}
-	if (pthread_mutex_init(&s->lock, NULL) != 0) {
-		seterr(err, errlen, "cannot make a mutex");
+	if ((s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
+		seterr(err, errlen, "OpenSSL has no SHA-256");
+		ERR_clear_error();
 		free(s);
-		return AG_NOMEM;
-	}
-	/* the library without x=, made now so that a broken libopendkim
-	 * shows at start-up */
-	if (lib_for(s, 0, &none, &per_msg, err, errlen) == NULL) {
-		ag_signer_free(s);
 		return AG_PERMFAIL;
 	}
 	*out = s;
@@ -366,11 +362,7 @@ void
 ag_signer_free(struct ag_signer *s)
 {
 	if (s != NULL) {
-		for (size_t i = 0; i < s->n; i++) {
-			dkim_close(s->libs[i].lib);
-			free(s->libs[i].hdrs);
-		}
-		pthread_mutex_destroy(&s->lock);
+		EVP_MD_free(s->sha256);
 		free(s);
 	}
 }
@@ -407,8 +399,8 @@ name_ok(const char *s, size_t max)
 	return len > 0 && len <= max && label > 0;
 }
 
-/* Is the h= name S (LEN bytes) one we give libopendkim?  Letters, digits,
- * '-' and '_' only: it goes into a regular expression. */
+/* Is the h= name S (LEN bytes) one we sign?  Letters, digits, '-' and '_'
+ * only (a subset of RFC 5322 ftext: nothing that could end a tag). */
 static bool
 hname_ok(const char *s, size_t len)
 {
@@ -432,16 +424,19 @@ static bool
 hlist_read(const char *list, struct hlist *h, char *err, size_t errlen)
 {
 	char shown[48], *save = NULL, *tok;
-	size_t n = 0, used = 0, o = 0;
+	size_t n = 0;
 	bool from = false;
 
-	h->key[0] = '\0';
 	if (list == NULL || list[strspn(list, " \t:")] == '\0') {
+		for (n = 0; default_hdrs[n] != NULL; n++) {
+			h->names[n] = default_hdrs[n];
+		}
+		h->names[n] = NULL;
 		return true;
 	}
-	if (strlen(list) >= sizeof(h->store)) {
-		seterr(err, errlen, "h= list longer than %zu bytes",
-		    sizeof(h->store) - 1);
+	if (strlen(list) > AG_SIGN_HLIST_MAX) {
+		seterr(err, errlen, "h= list longer than %d bytes",
+		    AG_SIGN_HLIST_MAX);
 		return false;
 	}
 	memcpy(h->store, list, strlen(list) + 1);
@@ -468,65 +463,49 @@ hlist_read(const char *list, struct hlist *h, char *err, size_t errlen)
 		tok[len] = '\0';
 		from = from || strcasecmp(tok, "from") == 0;
 		h->names[n++] = tok;
-		used += len + 3;
 	}
 	if (!from) {
 		h->names[n++] = "From";
-		used += 7;
 	}
 	h->names[n] = NULL;
-	if (used + 16 > AG_SIGN_HLIST_RE_MAX) {
-		seterr(err, errlen, "h= list too long for libopendkim");
-		return false;
-	}
-	for (size_t i = 0; i < n; i++) {	/* fits: as long as the list */
-		o += (size_t)snprintf(h->key + o, sizeof(h->key) - o, "%s%s",
-		    i > 0 ? ":" : "", h->names[i]);
-	}
 	return true;
 }
 
-/* Make the handle of O for KEY under P; false with ERR. */
+/* Set up O for KEY under P; false with ERR. */
 static bool
-one_start(struct ag_signer *s, struct ag_sign_msg *m, struct sign_one *o,
+one_start(struct ag_sign_msg *m, struct sign_one *o,
     const struct ag_sign_key *key, const struct ag_sign_params *p, char *err,
     size_t errlen)
 {
 	char why[160] = "";
-	struct hlist h;
-	DKIM_LIB *lib;
-	DKIM_STAT st = DKIM_STAT_OK;
-	bool per_msg = false;
+	struct body *b = &m->body[p->body_simple ? 1 : 0];
 
+	snprintf(o->domain, sizeof(o->domain), "%s", p->domain);
+	snprintf(o->selector, sizeof(o->selector), "%s", p->selector);
+	o->alg = p->alg;
+	o->hsimple = p->header_simple;
+	o->body = p->body_simple ? 1 : 0;
+	o->expire_s = p->expire_s;
 	if (key == NULL) {
 		snprintf(why, sizeof(why), "no key loaded");
 	} else if (p->alg != ag_sign_key_alg(key)) {
 		snprintf(why, sizeof(why), "the key is %s, not %s",
-		    ag_sign_alg_name(ag_sign_key_alg(key)), ag_sign_alg_name(p->alg));
-	} else if (!hlist_read(p->headers, &h, why, sizeof(why))) {
+		    ag_sign_alg_name(ag_sign_key_alg(key)),
+		    ag_sign_alg_name(p->alg));
+	} else if (!hlist_read(p->headers, &o->h, why, sizeof(why))) {
 		/* WHY says it */
-	} else if ((lib = lib_for(s, p->expire_s, &h, &per_msg, why,
-	    sizeof(why))) == NULL) {
-		/* WHY says it */
-	} else if ((o->dkim = dkim_sign(lib, (const unsigned char *)m->id, NULL,
-	    (dkim_sigkey_t)(uintptr_t)ag_sign_key_pem(key),
-	    (const unsigned char *)o->selector,
-	    (const unsigned char *)o->domain, p->header_simple ?
-	    DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED, p->body_simple ?
-	    DKIM_CANON_SIMPLE : DKIM_CANON_RELAXED, p->alg ==
-	    AG_SIGN_RSA_SHA256 ? DKIM_SIGN_RSASHA256 : DKIM_SIGN_ED25519SHA256,
-	    -1, &st)) == NULL) {
-		snprintf(why, sizeof(why), "%s", st == DKIM_STAT_NORESOURCE ?
-		    "out of memory" : "libopendkim refuses to sign");
-	} else if (per_msg && dkim_signhdrs(o->dkim, h.key[0] != '\0' ?
-	    h.names : (const char **)(uintptr_t)default_hdrs) !=
-	    DKIM_STAT_OK) {
-		/* compiled now: H may go */
-		snprintf(why, sizeof(why), "libopendkim refuses the h= list");
+	} else if (EVP_PKEY_up_ref(ag_sign_key_pkey(key)) != 1) {
+		snprintf(why, sizeof(why), "out of memory");
+	} else {
+		o->pk = ag_sign_key_pkey(key);
+		if (!sink_start(&o->hd, m->s) ||
+		    (!b->used && !sink_start(&b->out, m->s))) {
+			snprintf(why, sizeof(why), "out of memory");
+		}
+		b->used = true;
+		b->simple = p->body_simple;
 	}
-	ERR_clear_error();	/* OpenSSL's decoders leave errors behind */
-	o->b_fix = p->alg == AG_SIGN_ED25519_SHA256 && p->header_simple &&
-	    dkim_libversion() <= AG_SIGN_LIB_B_BUG;
+	ERR_clear_error();
 	if (why[0] != '\0') {
 		seterr(err, errlen, "DKIM signing d=%s s=%s: %s", o->domain,
 		    o->selector, why);
@@ -542,10 +521,11 @@ ag_sign_msg_new(struct ag_signer *s, const char *id,
 {
 	struct ag_sign_msg *m;
 
+	(void)id;
 	if (s == NULL || keys == NULL || params == NULL || n == 0 ||
 	    n > AG_SIGN_MAX_KEYS) {
 		seterr(err, errlen, "DKIM signing: %zu keys (1 to %d) or no "
-		    "signing library", n, AG_SIGN_MAX_KEYS);
+		    "signer", n, AG_SIGN_MAX_KEYS);
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -571,15 +551,11 @@ ag_sign_msg_new(struct ag_signer *s, const char *id,
 		    params[0].domain, params[0].selector);
 		return NULL;
 	}
-	printable(m->id, sizeof(m->id), id != NULL ? id : "-");
+	m->s = s;
 	m->n = n;
 	for (size_t i = 0; i < n; i++) {
-		struct sign_one *o = &m->one[i];
-
-		snprintf(o->domain, sizeof(o->domain), "%s", params[i].domain);
-		snprintf(o->selector, sizeof(o->selector), "%s",
-		    params[i].selector);
-		if (!one_start(s, m, o, keys[i], &params[i], err, errlen)) {
+		if (!one_start(m, &m->one[i], keys[i], &params[i], err,
+		    errlen)) {
 			ag_sign_msg_free(m);
 			return NULL;
 		}
@@ -587,18 +563,37 @@ ag_sign_msg_new(struct ag_signer *s, const char *id,
 	return m;
 }
 
+/* Let the kept header fields go (wiped: they are the user's mail). */
+static void
+fields_free(struct ag_sign_msg *m)
+{
+	if (m->store != NULL) {
+		explicit_bzero(m->store, m->storelen);
+	}
+	free(m->store);
+	free(m->f);
+	m->store = NULL;
+	m->f = NULL;
+	m->storelen = m->storecap = m->nf = m->fcap = 0;
+}
+
 void
 ag_sign_msg_free(struct ag_sign_msg *m)
 {
-	if (m != NULL) {
-		for (size_t i = 0; i < m->n; i++) {
-			if (m->one[i].dkim != NULL) {
-				dkim_free(m->one[i].dkim);
-			}
-		}
-		free(m->buf);
-		free(m);
+	if (m == NULL) {
+		return;
 	}
+	for (size_t i = 0; i < m->n; i++) {
+		EVP_PKEY_free(m->one[i].pk);
+		EVP_MD_CTX_free(m->one[i].hd.ctx);
+		free(m->one[i].hval);
+	}
+	for (size_t i = 0; i < 2; i++) {
+		EVP_MD_CTX_free(m->body[i].out.ctx);
+	}
+	fields_free(m);
+	free(m->buf);
+	free(m);
 }
 
 /* Note input no signature can take (the first reason is kept). */
@@ -610,17 +605,12 @@ msg_refuse(struct ag_sign_msg *m, const char *why)
 	}
 }
 
-/* Note that O's signature cannot be made: WHAT, and libopendkim's word. */
+/* Note that O's signature cannot be made (the first reason is kept). */
 static void
-one_refuse(struct sign_one *o, const char *what)
+one_refuse(struct sign_one *o, const char *why)
 {
-	const char *le = dkim_geterror(o->dkim);
-	char lp[128];
-
 	if (o->why[0] == '\0') {
-		snprintf(o->why, sizeof(o->why), "%s%s%s", what,
-		    le != NULL && le[0] != '\0' ? ": " : "",
-		    le != NULL ? printable(lp, sizeof(lp), le) : "");
+		snprintf(o->why, sizeof(o->why), "%s", why);
 	}
 }
 
@@ -645,7 +635,8 @@ field_name_ok(const char *name)
 ag_status
 ag_sign_header(struct ag_sign_msg *m, const char *name, const char *value)
 {
-	size_t len = 0;
+	struct field *f;
+	size_t len = 0, nlen;
 	ag_status st;
 
 	if (m == NULL || m->eom_done || m->why[0] != '\0') {
@@ -659,30 +650,154 @@ ag_sign_header(struct ag_sign_msg *m, const char *name, const char *value)
 		msg_refuse(m, "a malformed header field name");
 		return AG_OK;
 	}
-	st = ag_dkim_field(&m->buf, &m->bufcap, name, value != NULL ? value : "",
-	    &len);
+	st = ag_dkim_field(&m->buf, &m->bufcap, name, value != NULL ? value :
+	    "", &len);
 	if (st == AG_NOMEM) {
 		return st;
 	}
-	if (st != AG_OK || (m->hbytes += len) > AG_SIGN_HDRS_MAX) {
+	if (st != AG_OK || m->storelen + len > AG_SIGN_HDRS_MAX) {
 		msg_refuse(m, "the header is too large to sign");
 		return AG_OK;
 	}
-	for (size_t i = 0; i < m->n; i++) {
-		struct sign_one *o = &m->one[i];
-		DKIM_STAT dst;
+	if (m->nf == AG_SIGN_FIELDS_MAX) {
+		msg_refuse(m, "more header fields than can be signed");
+		return AG_OK;
+	}
+	if (m->storelen + len > m->storecap) {
+		size_t cap = m->storecap * 2 > m->storelen + len ?
+		    m->storecap * 2 : m->storelen + len + 4096;
+		char *p = malloc(cap);
 
-		if (o->why[0] != '\0') {
-			continue;
-		}
-		dst = dkim_header(o->dkim, (unsigned char *)m->buf, len);
-		if (dst == DKIM_STAT_NORESOURCE) {
+		if (p == NULL) {
 			return AG_NOMEM;
 		}
-		if (dst != DKIM_STAT_OK) {
-			one_refuse(o, "a header field was refused");
+		if (m->store != NULL) {		/* wiped as it moves */
+			memcpy(p, m->store, m->storelen);
+			explicit_bzero(m->store, m->storelen);
+			free(m->store);
+		}
+		m->store = p;
+		m->storecap = cap;
+	}
+	if (m->nf == m->fcap) {
+		size_t cap = m->fcap > 0 ? m->fcap * 2 : 32;
+		struct field *p = reallocarray(m->f, cap, sizeof(*p));
+
+		if (p == NULL) {
+			return AG_NOMEM;
+		}
+		m->f = p;
+		m->fcap = cap;
+	}
+	for (nlen = strlen(name); nlen > 0 && is_wsp((unsigned char)
+	    name[nlen - 1]); nlen--) {
+	}
+	f = &m->f[m->nf++];
+	f->off = m->storelen;
+	f->len = len;
+	f->nlen = nlen;
+	memcpy(m->store + m->storelen, m->buf, len);
+	m->storelen += len;
+	explicit_bzero(m->buf, len);
+	return AG_OK;
+}
+
+/* The index in O's h= list of the name of field F, or -1. */
+static int
+field_listed(const struct ag_sign_msg *m, const struct sign_one *o,
+    const struct field *f)
+{
+	const char *name = m->store + f->off;
+
+	for (int i = 0; o->h.names[i] != NULL; i++) {
+		if (strlen(o->h.names[i]) == f->nlen &&
+		    strncasecmp(o->h.names[i], name, f->nlen) == 0) {
+			return i;
 		}
 	}
+	return -1;
+}
+
+/*
+ * Choose O's fields, make its h= value and hash the fields into its
+ * header digest; AG_NOMEM, or AG_OK (with O->why when it cannot sign).
+ */
+static ag_status
+one_headers(struct ag_sign_msg *m, struct sign_one *o)
+{
+	size_t *sel, ne = 0, hlen = 0, pos = 0, from = 0;
+	int *ni;
+
+	if ((sel = calloc(AG_SIGN_H_ENTRIES_MAX, sizeof(*sel))) == NULL ||
+	    (ni = calloc(AG_SIGN_H_ENTRIES_MAX, sizeof(*ni))) == NULL) {
+		free(sel);
+		return AG_NOMEM;
+	}
+	/* the fields named, in message order */
+	for (size_t i = 0; i < m->nf; i++) {
+		int k = field_listed(m, o, &m->f[i]);
+
+		if (k < 0) {
+			continue;
+		}
+		if (ne == AG_SIGN_H_ENTRIES_MAX) {
+			one_refuse(o, "more header fields to sign than h= "
+			    "may name");
+			goto out;
+		}
+		from += strcasecmp(o->h.names[k], "from") == 0;
+		sel[ne] = i;
+		ni[ne++] = k;
+		hlen += m->f[i].nlen + 1;
+	}
+	if (from == 0) {
+		one_refuse(o, "no From header field (RFC 6376 5.4 requires "
+		    "it signed)");
+		goto out;
+	}
+	if ((o->hval = malloc(hlen + sizeof("From"))) == NULL) {
+		free(sel);
+		free(ni);
+		return AG_NOMEM;
+	}
+	for (size_t e = 0; e < ne; e++) {
+		const struct field *f = &m->f[sel[e]];
+
+		memcpy(o->hval + pos, m->store + f->off, f->nlen);
+		pos += f->nlen;
+		o->hval[pos++] = ':';
+	}
+	memcpy(o->hval + pos, "From", sizeof("From"));	/* over-signed */
+	/*
+	 * Hash as a verifier selects: the r-th mention of a name takes its
+	 * r-th instance from the bottom.  Entry e is the (j+1)-th instance
+	 * of its name in message order, of k; its mention order is the
+	 * same, so it hashes the instance (k - j) in message order, which
+	 * is an entry of the same name too.
+	 */
+	for (size_t e = 0; e < ne; e++) {
+		size_t j = 0, k = 0, want, seen = 0, pick = 0;
+		int fi = ni[e];
+
+		for (size_t x = 0; x < ne; x++) {
+			if (ni[x] == fi) {
+				j += x < e;
+				k++;
+			}
+		}
+		want = k - 1 - j;	/* 0-based, message order */
+		for (size_t x = 0; x < ne; x++) {
+			if (ni[x] == fi && seen++ == want) {
+				pick = sel[x];
+				break;
+			}
+		}
+		field_canon(&o->hd, o->hsimple, m->store + m->f[pick].off,
+		    m->f[pick].len, m->f[pick].nlen, false);
+	}
+out:
+	free(sel);
+	free(ni);
 	return AG_OK;
 }
 
@@ -694,46 +809,16 @@ ag_sign_eoh(struct ag_sign_msg *m)
 	}
 	m->eoh_done = true;
 	if (m->why[0] != '\0') {
+		fields_free(m);
 		return AG_OK;
 	}
 	for (size_t i = 0; i < m->n; i++) {
-		struct sign_one *o = &m->one[i];
-		DKIM_STAT dst;
-
-		if (o->why[0] != '\0') {
-			continue;
-		}
-		dst = dkim_eoh(o->dkim);
-		if (dst == DKIM_STAT_NORESOURCE) {
+		if (m->one[i].why[0] == '\0' &&
+		    one_headers(m, &m->one[i]) != AG_OK) {
 			return AG_NOMEM;
 		}
-		if (dst != DKIM_STAT_OK) {	/* e.g. no From */
-			one_refuse(o, "the header cannot be signed");
-		}
 	}
-	return AG_OK;
-}
-
-/* Give LEN bytes of body to every handle still signing. */
-static ag_status
-body_feed(struct ag_sign_msg *m, const unsigned char *buf, size_t len)
-{
-	for (size_t i = 0; i < m->n; i++) {
-		struct sign_one *o = &m->one[i];
-		DKIM_STAT dst;
-
-		if (o->why[0] != '\0') {
-			continue;
-		}
-		/* libopendkim only reads the chunk */
-		dst = dkim_body(o->dkim, (unsigned char *)(uintptr_t)buf, len);
-		if (dst == DKIM_STAT_NORESOURCE) {
-			return AG_NOMEM;
-		}
-		if (dst != DKIM_STAT_OK) {
-			one_refuse(o, "the body was refused");
-		}
-	}
+	fields_free(m);
 	return AG_OK;
 }
 
@@ -751,120 +836,207 @@ ag_sign_body(struct ag_sign_msg *m, const unsigned char *buf, size_t len)
 	if (m->why[0] != '\0') {
 		return AG_OK;
 	}
-	if (len >= 2) {
-		memcpy(m->tail, buf + len - 2, 2);
-	} else {
-		m->tail[0] = m->tail[1];
-		m->tail[1] = buf[0];
+	for (size_t i = 0; i < 2; i++) {
+		if (m->body[i].used) {
+			body_feed(&m->body[i], buf, len);
+		}
 	}
-	m->body = true;
-	return body_feed(m, buf, len);
+	return AG_OK;
 }
 
+/* ---- the signature field ------------------------------------------------- */
 
-/*
- * libopendkim 2.11 hashes the signature field as dkim_getsighdr_d() folds
- * it with b= empty, then gives it out folded with b= full.  For RSA, b=
- * always starts a new line; for Ed25519 it is not forced, so an empty b=
- * stays on the line before when 2 more columns fit, while the full one
- * (90 columns) never does.  Under simple header canonicalization the
- * line break before b= is hashed, so such signatures never verify.  H
- * (LEN bytes, CRLF) is refolded as it was hashed: " b=" on that line,
- * its value folded anew (white space inside b= is not hashed, RFC 6376
- * 3.7).  Into *OUT (the caller frees); false on no memory.
- */
-static bool
-b_refold(const char *h, size_t len, char **out)
+/* The field being built, with the column its last line has reached. */
+struct fold {
+	char *s;
+	size_t len, cap, col;
+	bool ok;
+};
+
+static void
+fold_raw(struct fold *f, const char *p, size_t len)
 {
-	const char *mark = NULL, *line, *p;
-	size_t col, o = 0;
-	char *v;
+	if (!f->ok) {
+		return;
+	}
+	if (f->len + len + 1 > f->cap) {
+		size_t cap = (f->len + len + 1) * 2;
+		char *n = realloc(f->s, cap);
 
-	*out = NULL;
-	for (p = h; (p = mem_find(p, len - (size_t)(p - h), "\r\n\tb=")) !=
-	    NULL; p += 5) {
-		mark = p;	/* b= is the last tag */
+		if (n == NULL) {
+			f->ok = false;
+			return;
+		}
+		f->s = n;
+		f->cap = cap;
 	}
-	if (mark == NULL) {
-		return true;
+	memcpy(f->s + f->len, p, len);
+	f->len += len;
+	f->s[f->len] = '\0';
+}
+
+/* Append the word W (LEN bytes), after a space if SPACE, on a new line if
+ * it would pass the margin on this one. */
+static void
+fold_word(struct fold *f, const char *w, size_t len, bool space)
+{
+	if (f->col + space + len > AG_SIGN_FOLD &&
+	    f->col > AG_SIGN_TAB_COL) {
+		fold_raw(f, "\r\n\t", 3);
+		f->col = AG_SIGN_TAB_COL;
+	} else if (space) {
+		fold_raw(f, " ", 1);
+		f->col++;
 	}
-	for (line = mark; line > h && !(line[-1] == '\n' && line - 1 > h &&
-	    line[-2] == '\r'); line--) {
-	}
-	/* columns as libopendkim counts them: the tab is 8 */
-	col = line == h ? AG_SIGN_LIB_FIRST + (size_t)(mark - h) :
-	    AG_SIGN_LIB_TAB + (size_t)(mark - line) - 1;
-	if (col + 2 > AG_SIGN_LIB_MARGIN) {
-		return true;	/* b= started a line when hashed, too */
-	}
-	if ((v = malloc(len + 16 + len / 8)) == NULL) {
-		return false;
-	}
-	memcpy(v, h, (size_t)(mark - h));
-	o = (size_t)(mark - h);
-	memcpy(v + o, " b=", 3);
-	o += 3;
-	col += 3;
-	for (p = mark + 5; p < h + len; p++) {
-		if (*p == '\r' || *p == '\n' || *p == '\t' || *p == ' ') {
+	fold_raw(f, w, len);
+	f->col += len;
+}
+
+/* Append base64 text B (LEN bytes), broken anywhere at the margin. */
+static void
+fold_b64(struct fold *f, const char *b, size_t len)
+{
+	while (len > 0) {
+		size_t room = f->col < AG_SIGN_FOLD ? AG_SIGN_FOLD - f->col : 0;
+		size_t n = room < len ? room : len;
+
+		if (n == 0) {
+			fold_raw(f, "\r\n\t", 3);
+			f->col = AG_SIGN_TAB_COL;
 			continue;
 		}
-		if (col >= AG_SIGN_LIB_MARGIN) {
-			memcpy(v + o, "\r\n\t ", 4);
-			o += 4;
-			col = AG_SIGN_LIB_TAB + 1;
-		}
-		v[o++] = *p;
-		col++;
+		fold_raw(f, b, n);
+		f->col += n;
+		b += n;
+		len -= n;
 	}
-	v[o] = '\0';
-	*out = v;
-	return true;
 }
 
-/* The header value of O's signature, libopendkim's with LF for CRLF,
- * into *OUT; AG_NOMEM, or AG_PERMFAIL with O->why. */
-static ag_status
-one_finish(struct sign_one *o, char **out)
+/* The tags of O's signature up to "b=" into F, BH its body hash, T the
+ * signing time. */
+static void
+one_tags(const struct sign_one *o, const unsigned char *bh, time_t t,
+    struct fold *f)
 {
-	unsigned char *h = NULL;
-	size_t len = 0, j = 0;
-	DKIM_STAT dst;
-	char *v, *fixed = NULL;
+	char w[AG_SIGN_NAME_MAX + 8], b64[4 * AG_SIGN_DIGEST / 3 + 4];
+	const char *h = o->hval, *c;
 
-	dst = dkim_eom(o->dkim, NULL);
-	if (dst == DKIM_STAT_OK) {
-		dst = dkim_getsighdr_d(o->dkim,
-		    sizeof(DKIM_SIGNHEADER ": ") - 1, &h, &len);
+	f->col = AG_SIGN_FIRST_COL;
+	fold_raw(f, "v=1;", 4);
+	f->col += 4;
+	snprintf(w, sizeof(w), "a=%s;", ag_sign_alg_name(o->alg));
+	fold_word(f, w, strlen(w), true);
+	snprintf(w, sizeof(w), "c=%s/%s;", o->hsimple ? "simple" : "relaxed",
+	    o->body == 1 ? "simple" : "relaxed");
+	fold_word(f, w, strlen(w), true);
+	snprintf(w, sizeof(w), "d=%s;", o->domain);
+	fold_word(f, w, strlen(w), true);
+	snprintf(w, sizeof(w), "s=%s;", o->selector);
+	fold_word(f, w, strlen(w), true);
+	snprintf(w, sizeof(w), "t=%llu;", (unsigned long long)t);
+	fold_word(f, w, strlen(w), true);
+	if (o->expire_s > 0) {
+		snprintf(w, sizeof(w), "x=%llu;", (unsigned long long)t +
+		    o->expire_s);
+		fold_word(f, w, strlen(w), true);
 	}
-	if (dst == DKIM_STAT_NORESOURCE) {
+	/* h=: a line may break after any colon (RFC 6376 3.5) */
+	for (bool first = true; *h != '\0'; h = c + (*c == ':'), first = false) {
+		size_t len;
+
+		c = h + strcspn(h, ":");
+		len = (size_t)(c - h);
+		if (len > sizeof(w) - 4) {
+			len = sizeof(w) - 4;	/* never: names are short */
+		}
+		snprintf(w, sizeof(w), "%s%.*s%c", first ? "h=" : "", (int)len,
+		    h, *c == ':' ? ':' : ';');
+		fold_word(f, w, strlen(w), first);
+	}
+	EVP_EncodeBlock((unsigned char *)b64, bh, AG_SIGN_DIGEST);
+	snprintf(w, sizeof(w), "bh=%s;", b64);
+	fold_word(f, w, strlen(w), true);
+	fold_word(f, "b=", 2, true);
+}
+
+/* Sign the DIGEST with O's key into SIG (*SIGLEN); false on failure. */
+static bool
+one_crypt(const struct sign_one *o, const unsigned char *digest,
+    unsigned char *sig, size_t *siglen)
+{
+	EVP_PKEY_CTX *pc = NULL;
+	EVP_MD_CTX *c = NULL;
+	bool ok;
+
+	if ((size_t)EVP_PKEY_get_size(o->pk) > *siglen) {
+		return false;
+	}
+	if (o->alg == AG_SIGN_ED25519_SHA256) {
+		/* RFC 8463 3: PureEdDSA over the SHA-256 digest */
+		ok = (c = EVP_MD_CTX_new()) != NULL &&
+		    EVP_DigestSignInit(c, NULL, NULL, NULL, o->pk) == 1 &&
+		    EVP_DigestSign(c, sig, siglen, digest, AG_SIGN_DIGEST) == 1;
+		EVP_MD_CTX_free(c);
+		return ok;
+	}
+	/* RFC 8017 8.2: PKCS #1 v1.5 over DigestInfo(SHA-256, DIGEST) */
+	ok = (pc = EVP_PKEY_CTX_new(o->pk, NULL)) != NULL &&
+	    EVP_PKEY_sign_init(pc) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
+	    EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
+	    EVP_PKEY_sign(pc, sig, siglen, digest, AG_SIGN_DIGEST) == 1;
+	EVP_PKEY_CTX_free(pc);
+	return ok;
+}
+
+/*
+ * O's signature field value, with LF for CRLF, into *OUT; AG_NOMEM, or
+ * AG_PERMFAIL with O->why.
+ */
+static ag_status
+one_finish(struct ag_sign_msg *m, struct sign_one *o, time_t t, char **out)
+{
+	static const char name[] = "DKIM-Signature: ";
+	unsigned char digest[AG_SIGN_DIGEST], sig[AG_SIGN_SIG_MAX];
+	char b64[(AG_SIGN_SIG_MAX + 2) / 3 * 4 + 1];
+	struct fold f = { NULL, 0, 0, 0, true };
+	size_t siglen = sizeof(sig), j = 0;
+	char *v;
+
+	fold_raw(&f, name, sizeof(name) - 1);
+	one_tags(o, m->body[o->body].bh, t, &f);
+	if (!f.ok) {
+		free(f.s);
 		one_refuse(o, "out of memory");
 		return AG_NOMEM;
 	}
-	if (dst != DKIM_STAT_OK || h == NULL || len == 0) {
-		one_refuse(o, "signing failed");
+	/* the field up to "b=", as it will stand: "Name: value" */
+	field_canon(&o->hd, o->hsimple, f.s, f.len, sizeof(name) - 3, true);
+	if (!sink_end(&o->hd, digest) || !one_crypt(o, digest, sig, &siglen)) {
+		char e[96];
+
+		snprintf(e, sizeof(e), "signing failed (OpenSSL: %s)",
+		    ERR_peek_last_error() != 0 ?
+		    ERR_reason_error_string(ERR_peek_last_error()) : "no reason");
+		free(f.s);
+		one_refuse(o, e);
 		return AG_PERMFAIL;
 	}
-	if (o->b_fix && !b_refold((const char *)h, len, &fixed)) {
+	EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
+	fold_b64(&f, b64, strlen(b64));
+	if (!f.ok) {
+		free(f.s);
 		one_refuse(o, "out of memory");
 		return AG_NOMEM;
 	}
-	if (fixed != NULL) {
-		h = (unsigned char *)fixed;
-		len = strlen(fixed);
-	}
-	if ((v = malloc(len + 1)) == NULL) {
-		free(fixed);
-		one_refuse(o, "out of memory");
-		return AG_NOMEM;
-	}
-	for (size_t i = 0; i < len; i++) {
-		if (!(h[i] == '\r' && i + 1 < len && h[i + 1] == '\n')) {
-			v[j++] = (char)h[i];
+	/* the value after "DKIM-Signature: ", "\r\n\t" made "\n\t" */
+	v = f.s;
+	for (size_t i = sizeof(name) - 1; i < f.len; i++) {
+		if (f.s[i] != '\r') {
+			v[j++] = f.s[i];
 		}
 	}
 	v[j] = '\0';
-	free(fixed);
 	*out = v;
 	return AG_OK;
 }
@@ -873,6 +1045,7 @@ ag_status
 ag_sign_eom(struct ag_sign_msg *m, char **values, char *err, size_t errlen)
 {
 	ag_status st = AG_OK;
+	time_t t = time(NULL);
 	size_t i;
 
 	if (m == NULL || values == NULL) {
@@ -892,32 +1065,31 @@ ag_sign_eom(struct ag_sign_msg *m, char **values, char *err, size_t errlen)
 		    m->one[0].domain, m->one[0].selector);
 		return st;
 	}
-	/* RFC 6376 3.4.3, 3.4.4: a body not ending in CRLF gets one (only
-	 * possible outside SMTP); libopendkim's relaxed canonicalization
-	 * would refuse it instead */
-	if (m->why[0] == '\0' && m->body && memcmp(m->tail, "\r\n", 2) != 0 &&
-	    body_feed(m, (const unsigned char *)"\r\n", 2) != AG_OK) {
-		seterr(err, errlen, "DKIM signing d=%s s=%s: out of memory",
-		    m->one[0].domain, m->one[0].selector);
-		return AG_NOMEM;
-	}
 	m->eom_done = true;
 	if (m->why[0] != '\0') {
 		seterr(err, errlen, "DKIM signing d=%s s=%s: %s",
 		    m->one[0].domain, m->one[0].selector, m->why);
 		return AG_PERMFAIL;
 	}
+	for (i = 0; i < 2; i++) {
+		if (m->body[i].used && !body_end(&m->body[i])) {
+			seterr(err, errlen, "DKIM signing d=%s s=%s: the body "
+			    "hash failed", m->one[0].domain, m->one[0].selector);
+			ERR_clear_error();
+			return AG_PERMFAIL;
+		}
+	}
 	for (i = 0; i < m->n && st == AG_OK; i++) {
 		struct sign_one *o = &m->one[i];
 
 		st = o->why[0] != '\0' ? AG_PERMFAIL :
-		    one_finish(o, &values[i]);
-		ERR_clear_error();
+		    one_finish(m, o, t, &values[i]);
 		if (st != AG_OK) {
 			seterr(err, errlen, "DKIM signing d=%s s=%s: %s",
 			    o->domain, o->selector, o->why);
 		}
 	}
+	ERR_clear_error();
 	if (st != AG_OK) {
 		for (i = 0; i < m->n; i++) {
 			free(values[i]);

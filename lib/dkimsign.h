@@ -1,14 +1,13 @@
 /*
- * dkimsign.h - DKIM signing (RFC 6376, RFC 8301, RFC 8463) over
- * libopendkim, streamed with the SMTP phases like lib/dkim.h: header
- * fields, end of headers, body chunks, end of message.  One message may
- * be signed with several keys at once (RSA and Ed25519); the body is
- * hashed as it arrives, never held.  Signing needs no DNS: libopendkim's
- * DNS hooks are ours and refuse every query.
+ * dkimsign.h - DKIM signing (RFC 6376, RFC 8301, RFC 8463) with OpenSSL,
+ * streamed with the SMTP phases like lib/dkim.h: header fields, end of
+ * headers, body chunks, end of message.  One message may be signed with
+ * several keys at once (RSA and Ed25519); the body is hashed as it
+ * arrives, never held.  Signing needs no DNS.
  *
  * Keys are read from PEM files, checked (file mode, type, size, that the
- * private and public halves match) and kept in memory, wiped when freed.
- * No message text ever contains key material.
+ * private and public halves match) and kept parsed in memory, wiped when
+ * freed.  No message text ever contains key material.
  *
  * Ownership: a key is the caller's (ag_sign_key_free); a message copies
  * what it needs from its keys and parameters, so both may go once
@@ -32,8 +31,6 @@
 #define AG_SIGN_MAX_RSA_BITS 8192	/* cost: a signature per message */
 #define AG_SIGN_PUBLIC_MAX 2048		/* p= of the largest key, with NUL */
 #define AG_SIGN_MAX_KEYS 8		/* signatures on one message */
-#define AG_SIGN_MAX_TTLS 16		/* distinct expire_s values in use */
-#define AG_SIGN_MAX_HLISTS 32		/* (expire_s, h= list) compiled once */
 #define AG_SIGN_MAX_HNAMES 64		/* names in an h= list */
 
 enum ag_sign_alg { AG_SIGN_RSA_SHA256 = 0, AG_SIGN_ED25519_SHA256 };
@@ -85,15 +82,13 @@ ag_status ag_sign_key_public(const struct ag_sign_key *k, char *buf,
  * How one signature is made.  DOMAIN and SELECTOR are A-labels (letters,
  * digits, '-', dots between labels of 1 to 63 characters); ALG must be
  * the key's.  HEADERS is a colon-separated h= list of field names
- * (letters, digits, '-', '_'; case ignored; at most AG_SIGN_MAX_HNAMES),
- * or NULL (or no names) for the default: RFC 6376 5.4.1's list, the MIME
- * fields, Message-ID, Sender and List-Unsubscribe-Post (dkimsign.c).
- * Only fields present are signed; From is always signed, listed or not,
- * and over-signed: h= names it once more than it occurs, so a From added
- * later breaks the signature.  A signer serves AG_SIGN_MAX_TTLS distinct
- * EXPIRE_S values (more fail ag_sign_msg_new); the first
- * AG_SIGN_MAX_HLISTS (EXPIRE_S, HEADERS) pairs are prepared once, later
- * ones cost about 0.2 ms more per message.
+ * (letters, digits, '-', '_'; case ignored; at most AG_SIGN_MAX_HNAMES
+ * names in 1,000 bytes), or NULL (or no names) for the default: RFC 6376
+ * 5.4.1's list, the MIME fields, Message-ID, Sender and
+ * List-Unsubscribe-Post (dkimsign.c).  Every instance of a listed field
+ * present is signed; From is always signed, listed or not, and
+ * over-signed: h= names it once more than it occurs, so a From added
+ * later breaks the signature.
  */
 struct ag_sign_params {
 	const char *domain;		/* d= */
@@ -108,16 +103,16 @@ struct ag_sign_params {
 struct ag_signer;
 struct ag_sign_msg;
 
-/* The signing library (one per daemon).  ERR may be NULL (ERRLEN 0). */
+/* The signer (one per daemon).  ERR may be NULL (ERRLEN 0). */
 ag_status ag_signer_new(struct ag_signer **out, char *err, size_t errlen);
 void ag_signer_free(struct ag_signer *s);	/* NULL is fine */
 
 /*
  * Start signing one message with the N keys KEYS, the i-th under
- * PARAMS[i] (1 <= N <= AG_SIGN_MAX_KEYS).  ID names the message in
- * libopendkim's own messages.  NULL on failure, with ERR saying why and
- * naming the domain and selector: a NULL key, bad parameters, a key of
- * another algorithm, too many EXPIRE_S values, out of memory.
+ * PARAMS[i] (1 <= N <= AG_SIGN_MAX_KEYS).  ID (the queue id) is not
+ * used today.  NULL on failure, with ERR saying why and naming the domain
+ * and selector: a NULL key, bad parameters, a key of another algorithm,
+ * out of memory.
  */
 struct ag_sign_msg *ag_sign_msg_new(struct ag_signer *s, const char *id,
     const struct ag_sign_key *const *keys,
@@ -132,9 +127,9 @@ void ag_sign_msg_free(struct ag_sign_msg *m);	/* NULL is fine */
  * or CRLF (bare LF becomes CRLF); the end of headers; body chunks with
  * CRLF line ends, as the MTA gives them (a body that does not end in
  * CRLF is signed as if it did, RFC 6376 3.4.3, 3.4.4).  Bad input (a
- * field over 1 MB, headers over 8 MB in all, a field after the end of
- * headers, a malformed field name, no From) never fails these calls:
- * ag_sign_eom reports it.  AG_NOMEM only.
+ * field over 1 MB, headers over 8 MB or 10,000 fields in all, a field
+ * after the end of headers, a malformed field name, no From) never fails
+ * these calls: ag_sign_eom reports it.  AG_NOMEM only.
  */
 ag_status ag_sign_header(struct ag_sign_msg *m, const char *name,
     const char *value);
@@ -152,8 +147,8 @@ ag_status ag_sign_body(struct ag_sign_msg *m, const unsigned char *buf,
  * SMFIP_HDR_LEADSPC was not agreed, filter/milter.c's apply_edits()
  * when it was.  All or nothing: on failure every VALUES[i] is NULL and
  * ERR names the domain and selector:
- *   AG_PERMFAIL  a crypto or libopendkim failure, or input it could not
- *                sign (see ag_sign_header); also a second call
+ *   AG_PERMFAIL  a crypto failure, or input that cannot be signed (see
+ *                ag_sign_header); also a second call
  *   AG_NOMEM
  */
 ag_status ag_sign_eom(struct ag_sign_msg *m, char **values, char *err,

@@ -7,12 +7,14 @@
 
 #include <stddef.h>
 
+#include <openssl/evp.h>
+
 #include "dkimsign.h"
 
 #define AG_SIGN_ED25519_LEN 32		/* RFC 8032 5.1.5: public key bytes */
 
-/* The key as libopendkim takes it: unencrypted PKCS#8 PEM, NUL-ended. */
-const char *ag_sign_key_pem(const struct ag_sign_key *k);
+/* The parsed key, for signing (read only; EVP_PKEY_up_ref to keep it). */
+EVP_PKEY *ag_sign_key_pkey(const struct ag_sign_key *k);
 
 /* Write an error text into ERR, which may be NULL. */
 void ag_sign_seterr(char *err, size_t errlen, const char *fmt, ...)

@@ -12,14 +12,12 @@
  *     RSA-2048, with Ed25519, and with both at once (relaxed/relaxed,
  *     the default h= list);
  *   - raw: the signature alone with a key parsed once (RSA: PKCS#1 v1.5
- *     on a SHA-256 digest, as RSA_sign() in libopendkim; Ed25519:
- *     EVP_DigestSign() of the 32-byte digest, as RFC 8463 and
- *     libopendkim do);
- *   - key parse: PEM_read_bio_PrivateKey() of the key, which libopendkim
- *     does again for every message (dkim_privkey_load());
- *   - parse + sign: both, the key used once and freed, as libopendkim
- *     does per message (a key's first RSA signature also sets up its
- *     Montgomery and blinding values).
+ *     on a SHA-256 digest; Ed25519: EVP_DigestSign() of the 32-byte
+ *     digest, RFC 8463), the floor for the lines above;
+ *   - key parse: PEM_read_bio_PrivateKey() of the key, and parse + sign:
+ *     both, the key used once and freed: what signing through
+ *     libopendkim cost per message (dkim_sign() takes the key as PEM
+ *     text and parses it again for every message), kept for comparison.
  * Rates are per CPU second of the process (CLOCK_PROCESS_CPUTIME_ID), so
  * that other load on the machine counts less; wall-clock rates are shown
  * too.  -s also runs `openssl speed rsa2048 ed25519` for comparison.
