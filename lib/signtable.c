@@ -358,8 +358,11 @@ ag_signtable_add(struct ag_store *s, const struct ag_sign_entry *e,
 	return AG_OK;
 }
 
-ag_status
-ag_signtable_del(struct ag_store *s, int64_t id)
+/* Run one statement SQL on entry ID (bound as ?1) that must change a
+ * row; WHAT names it in errors.  AG_NOTFOUND when there is none. */
+static ag_status
+entry_change(struct ag_store *s, const char *sql, int64_t id, int arg,
+    const char *what)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -367,20 +370,66 @@ ag_signtable_del(struct ag_store *s, int64_t id)
 	if (ag_store_is_readonly(s)) {
 		return ag_store_fail(s, AG_PERMFAIL, "database is read-only");
 	}
-	rc = sqlite3_prepare_v2(ag_store_sqlite(s), "DELETE FROM sign_keys "
-	    "WHERE id = ?", -1, &st, NULL);
+	rc = sqlite3_prepare_v2(ag_store_sqlite(s), sql, -1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		return ag_store_sqlite_error(s, rc, "deleting a signing key");
+		return ag_store_sqlite_error(s, rc, what);
 	}
 	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_bind_parameter_count(st) > 1) {
+		sqlite3_bind_int(st, 2, arg);
+	}
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
-		return ag_store_sqlite_error(s, rc, "deleting a signing key");
+		return ag_store_sqlite_error(s, rc, what);
 	}
 	if (sqlite3_changes(ag_store_sqlite(s)) == 0) {
 		return ag_store_fail(s, AG_NOTFOUND, "no such signing key: %lld",
 		    (long long)id);
 	}
 	return AG_OK;
+}
+
+ag_status
+ag_signtable_del(struct ag_store *s, int64_t id)
+{
+	return entry_change(s, "DELETE FROM sign_keys WHERE id = ?1", id, 0,
+	    "deleting a signing key");
+}
+
+ag_status
+ag_signtable_enable(struct ag_store *s, int64_t id, bool on)
+{
+	return entry_change(s, "UPDATE sign_keys SET enabled = ?2 WHERE "
+	    "id = ?1", id, on ? 1 : 0, on ? "enabling a signing key" :
+	    "disabling a signing key");
+}
+
+ag_status
+ag_signtable_replace(struct ag_store *s, int64_t old, const struct
+    ag_sign_entry *e, int64_t *id)
+{
+	sqlite3 *db = ag_store_sqlite(s);
+	ag_status st;
+	int rc;
+
+	if (ag_store_is_readonly(s)) {
+		return ag_store_fail(s, AG_PERMFAIL, "database is read-only");
+	}
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		return ag_store_sqlite_error(s, rc, "replacing a signing key");
+	}
+	/* added first, so that the new entry never takes the old id */
+	if ((st = ag_signtable_add(s, e, id)) == AG_OK &&
+	    (st = ag_signtable_del(s, old)) == AG_OK) {
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		if (rc == SQLITE_OK) {
+			return AG_OK;
+		}
+		st = ag_store_sqlite_error(s, rc, "replacing a signing key");
+	}
+	/* the error of the failed step stays in S */
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return st;
 }

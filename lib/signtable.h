@@ -31,8 +31,8 @@
 #include "status.h"
 
 #define AG_SIGN_PER_MESSAGE_MAX 4	/* signatures one message may get */
-#define AG_SIGN_HEADERS_MAX 800	/* bytes of a custom h= list (libopendkim
-					 * makes a regex of it in 1 KB) */
+#define AG_SIGN_HEADERS_MAX 800	/* bytes of a custom h= list (dkimsign.c
+					 * takes up to 1,000) */
 
 struct ag_sign_entry {
 	int64_t id;
@@ -87,6 +87,17 @@ ag_status ag_signtable_add(struct ag_store *s, const struct ag_sign_entry *e,
 
 /* Delete entry ID; AG_NOTFOUND when there is none. */
 ag_status ag_signtable_del(struct ag_store *s, int64_t id);
+
+/* Turn entry ID on or off (an entry off signs nothing and its key is not
+ * loaded); AG_NOTFOUND when there is none. */
+ag_status ag_signtable_enable(struct ag_store *s, int64_t id, bool on);
+
+/* Delete entry OLD and add E in one transaction (a key rollover: a
+ * reload sees the old entry or the new one, never both or neither);
+ * the new id into *ID.  AG_NOTFOUND when OLD is not there; nothing
+ * changes on any failure. */
+ag_status ag_signtable_replace(struct ag_store *s, int64_t old,
+    const struct ag_sign_entry *e, int64_t *id);
 
 /* "relaxed/relaxed", "simple/relaxed", ...: 0 or -1. */
 int ag_sign_canon_parse(const char *s, bool *header_simple,

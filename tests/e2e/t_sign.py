@@ -13,11 +13,12 @@ unbound (dnslib), so the key that verifies is the one published in DNS.
 Cases: RSA-2048 relaxed/relaxed, Ed25519, both at once; simple/simple,
 relaxed/simple and Ed25519 simple/simple over bodies with and without a
 final CRLF, an empty body, folded headers, an 8-bit Subject and
-"Subject:x" without a space, a 300 KB body with dot lines; b= at 14
-folding columns under simple/simple; over-signed From and x= (--expire);
+"Subject:x" without a space, a 300 KB body with dot lines; b= at
+several folding columns under simple/simple; over-signed From and x= (--expire);
 a second hop where authgate verifies its own signatures; what is and is
 not signed (inbound, no entry, ".domain" and "*" patterns, case, two
-From fields, DKIMSign no); a key rollover under traffic; a message in
+From fields, DKIMSign no); key rollovers under traffic (sign add + del,
+then sign replace: never both keys); a message in
 progress keeps its table; IDN domains; keys refused by `sign add` and
 keys broken after they were added (451 4.3.0, `sign list` UNUSABLE,
 On-SignError accept); `key test`; and no key material in any log.
@@ -587,11 +588,10 @@ DEFAULT_LIST = ["Reply-To", "Cc", "In-Reply-To", "References", "List-Id", "List-
 
 @suite.case(timeout=90)
 def b_tag_folding_sweep():
-    """libopendkim folds an Ed25519 signature under simple header
-    canonicalization differently from how it hashed it (dkimsign.c,
-    b_refold).  Where b= falls depends on the length of h=: one more
-    field signed per message moves it, over 15 positions, for Ed25519
-    and RSA under simple/simple."""
+    """Under simple header canonicalization the signature's folding is
+    hashed, so every place a line break can fall must verify.  Where b=
+    falls depends on the length of h=: one more field signed per message
+    moves it, over 15 positions, for Ed25519 and RSA under simple/simple."""
     sent = []
     for domain, want in (("eds.example.net", ("eds.example.net", "e1", "ed25519-sha256")),
                          ("example.org", ("example.org", "o1", "rsa-sha256"))):
@@ -807,18 +807,15 @@ def what_is_signed():
 # 6. rollover under traffic
 
 
-@suite.case(timeout=90)
-def rollover_under_traffic():
-    n_msgs, period = 40, 0.2
+def roll_traffic(tag, switch, n_msgs=40, period=0.2):
+    """Send N_MSGS messages From roll.example.net, one every PERIOD
+    seconds, from a thread; SWITCH() runs 2 s in.  The results."""
     results = [None] * n_msgs
-    stop = threading.Event()
 
     def sender():
         for i in range(n_msgs):
-            if stop.is_set():
-                break
             t0 = time.monotonic()
-            tok = tok_of("roll%d" % i)
+            tok = tok_of("%s%d" % (tag, i))
             try:
                 results[i] = send(message(tok, "alice@roll.example.net"), tok,
                                   "alice@roll.example.net", wait=False)
@@ -832,24 +829,21 @@ def rollover_under_traffic():
     th.start()
     try:
         time.sleep(2.0)
-        k2 = keygen("roll.example.net", "s2", "rsa")
-        S["keys"]["roll2_file"] = k2["key_file"]
-        publish({k2["txt_name"]: [("TXT", k2["txt_value"])]})    # s1 stays published
-        mark = ag().log_mark()
-        new_id = sign_add("roll.example.net", "s2", k2["key_file"])
-        sign_del(S["ids"]["roll1"], "(s1)")
-        t_switch = time.monotonic()
-        S["ids"]["roll2"] = new_id
-        del S["ids"]["roll1"]
-        table_reloaded(mark)
-        diag("rollover: table reloaded %.2fs after sign del" % (time.monotonic() - t_switch))
+        switch()
     finally:
         th.join(60)
-        stop.set()
-    check("rollover: the sender thread finished", not th.is_alive())
+    check("%s: the sender thread finished" % tag, not th.is_alive())
     bad_reply = [(i, r) for i, r in enumerate(results)
                  if r is None or not (r.stage == "eod" and (r.final or "").startswith("250"))]
-    check("rollover: all %d messages accepted" % n_msgs, not bad_reply, got=bad_reply[:5])
+    check("%s: all %d messages accepted" % (tag, n_msgs), not bad_reply, got=bad_reply[:5])
+    return results
+
+
+def roll_check(tag, results, old, new, both_ok):
+    """Every message of RESULTS carries one valid RSA signature of
+    roll.example.net: selector OLD, then NEW (both at once only when
+    BOTH_OK, and only at the switch), none unsigned or bad; the log's
+    sign= field says the same."""
     seq, problems, both = [], [], []
     for i, r in enumerate(results):
         if r is None or r.stage != "eod":
@@ -866,7 +860,7 @@ def rollover_under_traffic():
             if not ok or t.get("d") != "roll.example.net" or t.get("a") != "rsa-sha256":
                 problems.append((i, "bad signature d=%s s=%s: %s" % (t.get("d"), t.get("s"),
                                                                      err)))
-        if len(ver) == 2 and sorted(sels) == ["s1", "s2"]:
+        if both_ok and len(ver) == 2 and sorted(sels) == sorted([old, new]):
             both.append(i)      # signed in the moment between sign add and sign del
         elif len(ver) != 1:
             problems.append((i, "%d signatures: %s" % (len(ver), sels)))
@@ -874,27 +868,67 @@ def rollover_under_traffic():
         want_log = ",".join("roll.example.net/%s" % s for s in sels)
         if d is None or d.get("sign") != want_log:
             problems.append((i, "log sign=%s, signatures %s" % (d and d.get("sign"), sels)))
-        seq.append("+".join(sels))
-    diag("rollover: selectors in sending order: %s" % " ".join(seq))
-    check("rollover: every message carries exactly one valid RSA signature of "
-          "roll.example.net (s1+s2 only in the add-to-del moment), none unsigned or bad",
+        seq.append("+".join(sorted(sels)))
+    diag("%s: selectors in sending order: %s" % (tag, " ".join(seq)))
+    check("%s: every message carries exactly one valid RSA signature of roll.example.net%s, "
+          "none unsigned or bad" % (tag, " (%s and %s together only at the switch)" % (old, new)
+                                    if both_ok else ""),
           not problems, got=problems[:10])
+    if both_ok:
+        diag("%s: %d message(s) signed by %s and %s while both were in the table: %s"
+             % (tag, len(both), old, new, both))
+    first_new = seq.index(new) if new in seq else None
+    check("%s: %s before, %s after (no %s signature once %s alone has signed)"
+          % (tag, old, new, old, new),
+          first_new is not None and not any(old in x.split("+") for x in seq[first_new:]),
+          got=seq)
+    last_old = max(i for i, x in enumerate(seq) if x == old) if old in seq else -1
+    check("%s: %s and %s signatures together only between the last %s and the first %s"
+          % (tag, old, new, old, new),
+          all(last_old < i < (first_new if first_new is not None else len(seq))
+              for i, x in enumerate(seq) if "+" in x), got=seq)
+    check("%s: several messages signed by each key (the switch happened under traffic)" % tag,
+          seq.count(old) >= 3 and seq.count(new) >= 3, got=seq)
+    errs = [ln for ln in ag().log_lines() if "sign=error" in ln or "cannot sign" in ln]
+    check("%s: no sign=error in the log" % tag, not errs, got=errs[:5])
+
+
+@suite.case(timeout=120)
+def rollover_under_traffic():
+    def add_then_del():
+        k2 = keygen("roll.example.net", "s2", "rsa")
+        S["keys"]["roll2_file"] = k2["key_file"]
+        publish({k2["txt_name"]: [("TXT", k2["txt_value"])]})    # s1 stays published
+        mark = ag().log_mark()
+        new_id = sign_add("roll.example.net", "s2", k2["key_file"])
+        sign_del(S["ids"]["roll1"], "(s1)")
+        t_switch = time.monotonic()
+        S["ids"]["roll2"] = new_id
+        del S["ids"]["roll1"]
+        table_reloaded(mark)
+        diag("rollover: table reloaded %.2fs after sign del" % (time.monotonic() - t_switch))
+
     # sign add and sign del are two commits: a reload may fall between
     # them, and the table then has both keys until the next reload
     # (PolicyCheckInterval plus the time a reload takes)
-    diag("rollover: %d message(s) signed by s1 and s2 while both were in the table: %s"
-         % (len(both), both))
-    first_s2 = seq.index("s2") if "s2" in seq else None
-    check("rollover: s1 before, s2 after (no s1 signature once s2 alone has signed)",
-          first_s2 is not None and not any("s1" in x for x in seq[first_s2:]), got=seq)
-    last_s1 = max(i for i, x in enumerate(seq) if x == "s1") if "s1" in seq else -1
-    check("rollover: s1 and s2 signatures together only between the last s1 and the first s2",
-          all(last_s1 < i < (first_s2 if first_s2 is not None else len(seq))
-              for i, x in enumerate(seq) if x == "s1+s2"), got=seq)
-    check("rollover: several messages signed by each key (the switch happened under traffic)",
-          seq.count("s1") >= 3 and seq.count("s2") >= 3, got=seq)
-    errs = [ln for ln in ag().log_lines() if "sign=error" in ln or "cannot sign" in ln]
-    check("rollover: no sign=error in the log", not errs, got=errs[:5])
+    roll_check("rollover", roll_traffic("roll", add_then_del), "s1", "s2", True)
+
+    def replace():
+        k3 = keygen("roll.example.net", "s3", "rsa")
+        S["keys"]["roll3_file"] = k3["key_file"]
+        publish({k3["txt_name"]: [("TXT", k3["txt_value"])]})    # s2 stays published
+        mark = ag().log_mark()
+        r = ctl("sign", "replace", S["ids"]["roll2"], "--selector", "s3", "--key",
+                k3["key_file"])
+        m = re.match(r"^\s*(\d+)\s*$", r.stdout or "")
+        check("sign replace %s --selector s3: exit 0 and the new id" % S["ids"]["roll2"],
+              r.returncode == 0 and m is not None, agtest.fmt_run(r), fatal=True)
+        S["ids"]["roll3"] = m.group(1)
+        del S["ids"]["roll2"]
+        table_reloaded(mark)
+
+    # sign replace is one transaction: never both keys, never neither
+    roll_check("rollover by sign replace", roll_traffic("rollr", replace), "s2", "s3", False)
     r = ctl("key", "test", "roll.example.net", "s2", "--dir", S["keydir"])
     check("rollover: key test roll.example.net s2: the published record matches",
           r.returncode == 0 and "matches" in r.stdout, agtest.fmt_run(r))
@@ -906,9 +940,9 @@ def message_in_progress_keeps_its_snapshot():
     deleted and its key file moved away; DATA afterwards: the message is
     signed with the table (and key) it started with.  The next message
     is not signed."""
-    rid = S["ids"].get("roll2")
-    check("the rollover left roll.example.net's s2 entry", rid is not None, fatal=True)
-    key_file = S["keys"].get("roll2_file")
+    rid = S["ids"].get("roll3")
+    check("the rollover left roll.example.net's s3 entry", rid is not None, fatal=True)
+    key_file = S["keys"].get("roll3_file")
     tok = tok_of("inprogress")
     s = S["st"].pf.smtp(HELO, timeout=60)
     moved = key_file + ".moved"
@@ -922,8 +956,8 @@ def message_in_progress_keeps_its_snapshot():
         r = reply(s.docmd("RCPT TO:<bob@example.net>"))
         check("RCPT accepted", r.startswith("250"), got=r, fatal=True)
         mark = ag().log_mark()
-        sign_del(rid, "(roll.example.net s2, while a message is in progress)")
-        del S["ids"]["roll2"]
+        sign_del(rid, "(roll.example.net s3, while a message is in progress)")
+        del S["ids"]["roll3"]
         os.rename(key_file, moved)
         table_reloaded(mark)
         try:
@@ -942,8 +976,8 @@ def message_in_progress_keeps_its_snapshot():
         res.raw = wait_sink(tok)
     raw = accepted(res, "entry deleted during the transaction")
     check_signed(raw, "entry deleted during the transaction",
-                 [("roll.example.net", "s2", "rsa-sha256")])
-    check_log(res, "entry deleted during the transaction", sign="roll.example.net/s2")
+                 [("roll.example.net", "s3", "rsa-sha256")])
+    check_log(res, "entry deleted during the transaction", sign="roll.example.net/s3")
     outbound("roll.example.net", "the next message, entry gone", want=[], sign_field="none")
 
 

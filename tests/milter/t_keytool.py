@@ -393,4 +393,97 @@ def test_dns_down():
              agtest.fmt_run(j))
 
 
+def sign_table():
+    r = ctl("sign", "list", "--json")
+    check_eq("sign list --json: exit 0", r.returncode, 0, agtest.fmt_run(r), fatal=True)
+    try:
+        return {e["id"]: e for e in json.loads(r.stdout)}
+    except (ValueError, KeyError, TypeError):
+        check("sign list --json: a JSON array of entries", False, got=r.stdout, fatal=True)
+
+
+@suite.case
+def sign_replace_enable_disable():
+    """sign replace ID: the old entry gone and the new one in its place in
+    one transaction, with the old settings unless given; every refusal
+    changes nothing.  sign disable/enable ID flip the entry."""
+    r = ctl("key", "generate", "--domain", "example.com", "--selector", "sel2", "--dir", S["dir"])
+    check_eq("second RSA key generated", r.returncode, 0, agtest.fmt_run(r), fatal=True)
+    rsa2 = os.path.join(S["dir"], "example.com.sel2.key")
+    r = ctl("init")
+    check_eq("authgatectl init", r.returncode, 0, agtest.fmt_run(r), fatal=True)
+    r = ctl("--json", "sign", "add", "--domain", "example.com", "--selector", "sel1", "--key",
+            S["rsa"], "--match", ".example.com", "--canonicalization", "simple/relaxed",
+            "--headers", "from:to:subject", "--expire", "7d")
+    check_eq("sign add: exit 0", r.returncode, 0, agtest.fmt_run(r), fatal=True)
+    old = json.loads(r.stdout)["id"]
+    before = sign_table()
+
+    r = ctl("--json", "sign", "replace", str(old), "--selector", "sel2", "--key", rsa2)
+    check_eq("sign replace: exit 0", r.returncode, 0, agtest.fmt_run(r), fatal=True)
+    j = json.loads(r.stdout)
+    new = j.get("id")
+    check("sign replace --json: the new id and the one replaced",
+          isinstance(new, int) and new != old and j.get("replaced") == old, got=j)
+    t = sign_table()
+    check("sign replace: the old entry is gone", old not in t, got=t)
+    e = t.get(new, {})
+    want = {"match": ".example.com", "domain": "example.com", "selector": "sel2",
+            "algorithm": "rsa-sha256", "key_file": rsa2, "canonicalization": "simple/relaxed",
+            "headers": "from:to:subject", "expire": 604800, "enabled": True, "key": "ok"}
+    check_eq("sign replace: the new entry keeps the old settings, with the new selector and key",
+             {k: e.get(k) for k in want}, want)
+    check_eq("sign replace: one entry, as before", len(t), len(before))
+
+    for label, args, code, text in (
+            ("a key of another type (the entry is RSA)",
+             ("sign", "replace", str(new), "--selector", "ed1", "--key", S["ed"]), 1,
+             r"not RSA|type"),
+            ("no such entry", ("sign", "replace", "9999", "--selector", "sel2", "--key", rsa2), 1,
+             r"no such signing key: 9999"),
+            ("a bad id", ("sign", "replace", "x1", "--selector", "sel2", "--key", rsa2), 2,
+             r"bad id 'x1'"),
+            ("no --key", ("sign", "replace", str(new), "--selector", "sel3"), 2,
+             r"needs --selector and --key"),
+            ("a missing key file", ("sign", "replace", str(new), "--selector", "sel3", "--key",
+                                    os.path.join(S["dir"], "nonesuch.key")), 1, r"no such file"),
+            ("a bad selector", ("sign", "replace", str(new), "--selector", "a b", "--key", rsa2),
+             2, r"bad selector"),
+            ("a bad option", ("sign", "replace", str(new), "--selector", "s", "--key", rsa2,
+                              "--bogus", "1"), 2, r"unknown option '--bogus'")):
+        r = ctl(*args)
+        check_eq("sign replace, %s: exit %d" % (label, code), r.returncode, code,
+                 agtest.fmt_run(r))
+        check_match("sign replace, %s: says why" % label, text, r.stderr)
+        check_eq("sign replace, %s: the table is unchanged" % label, sign_table(), t)
+
+    r = ctl("--json", "sign", "replace", str(new), "--selector", "ed1", "--key", S["ed"],
+            "--algorithm", "ed25519", "--canonicalization", "relaxed/relaxed")
+    check_eq("sign replace with another algorithm: exit 0", r.returncode, 0, agtest.fmt_run(r),
+             fatal=True)
+    ed_id = json.loads(r.stdout)["id"]
+    e = sign_table().get(ed_id, {})
+    check_eq("sign replace with another algorithm: the options given win",
+             (e.get("algorithm"), e.get("selector"), e.get("canonicalization"), e.get("match")),
+             ("ed25519-sha256", "ed1", "relaxed/relaxed", ".example.com"))
+
+    r = ctl("sign", "disable", str(ed_id))
+    check_eq("sign disable: exit 0", r.returncode, 0, agtest.fmt_run(r))
+    check_eq("sign disable: the entry is off", sign_table().get(ed_id, {}).get("enabled"), False)
+    r = ctl("sign", "list")
+    check_match("sign list shows ENABLED no", r"(?m)^%d\s.*\sno\s" % ed_id, r.stdout)
+    r = ctl("--json", "sign", "enable", str(ed_id))
+    check_eq("sign enable --json", (r.returncode, r.stdout.strip()),
+             (0, '{"id":%d,"done":"enable"}' % ed_id))
+    check_eq("sign enable: the entry is on, its key usable",
+             (sign_table().get(ed_id, {}).get("enabled"), sign_table().get(ed_id, {}).get("key")),
+             (True, "ok"))
+    for verb in ("enable", "disable", "del"):
+        r = ctl("sign", verb, "9999")
+        check_eq("sign %s 9999: exit 1" % verb, r.returncode, 1, agtest.fmt_run(r))
+        check_match("sign %s 9999: no such key" % verb, r"no such signing key: 9999", r.stderr)
+    r = ctl("sign", "del", str(ed_id))
+    check_eq("sign del: exit 0, the table empty", (r.returncode, sign_table()), (0, {}))
+
+
 suite.run()
