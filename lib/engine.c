@@ -57,6 +57,7 @@ struct ag_engine {
 	struct ag_config *cfg;		/* config the store was opened for */
 	struct ag_store *store;		/* NULL while the database fails */
 	bool create;
+	bool opened;			/* the database was opened once */
 	int64_t data_version;		/* last seen, -1 unknown */
 	int64_t policy_version;		/* of the policy loaded, -1 unknown */
 	bool db_failing;		/* to log a failure once, and recovery */
@@ -312,7 +313,9 @@ static ag_status
 db_open(struct ag_engine *e, char *err, size_t errlen)
 {
 	ag_status st;
-	int flags = e->create ? AG_STORE_CREATE : 0;
+	/* only the first time: a database removed later is a fault, not a
+	 * reason to start again with no rules */
+	int flags = e->create && !e->opened ? AG_STORE_CREATE : 0;
 
 	if (e->store != NULL) {
 		return AG_OK;
@@ -326,6 +329,7 @@ db_open(struct ag_engine *e, char *err, size_t errlen)
 		e->store = NULL;
 		return st;
 	}
+	e->opened = true;
 	if (ag_store_is_readonly(e->store)) {
 		ag_log_notice("database %s is read-only: rules are read, "
 		    "nothing can be written to it", e->cfg->database);
@@ -437,6 +441,14 @@ db_refresh(struct ag_engine *e, bool force)
 	int64_t dv = -1, pv = -1;
 	ag_status st;
 
+	if (e->store != NULL && ag_store_moved(e->store)) {
+		/* the handle would go on reading and writing a file nobody
+		 * sees: open what the path names now, or fail until it is back */
+		ag_log_warning("database %s was removed or replaced: opening "
+		    "it again", e->cfg->database);
+		ag_store_close(e->store);
+		e->store = NULL;
+	}
 	st = db_open(e, err, sizeof(err));
 	if (st == AG_OK) {
 		st = ag_store_data_version(e->store, &dv);
@@ -633,6 +645,7 @@ ag_engine_reload(struct ag_engine *e, struct ag_config *cfg)
 		ag_store_close(e->store);
 		e->store = NULL;
 		e->db_failing = false;
+		e->opened = false;	/* a new path is created as at start */
 	}
 	ag_config_unref(e->cfg);
 	e->cfg = ag_config_ref(cfg);

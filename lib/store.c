@@ -165,6 +165,9 @@ struct ag_store {
 	sqlite3 *db;
 	char *path;
 	bool readonly;
+	bool have_id;		/* dev and ino of the file opened are known */
+	dev_t dev;
+	ino_t ino;
 	char errstr[AG_STORE_ERR_MAX];
 };
 
@@ -389,6 +392,11 @@ store_connect(struct ag_store *s, int flags, int timeout_ms)
 		    AG_PERMFAIL, "%s%s%s", sqlite3_errstr(rc), e ? ": " : "",
 		    e ? strerror(e) : "");
 	}
+	if (stat(s->path, &sb) == 0) {
+		s->have_id = true;
+		s->dev = sb.st_dev;
+		s->ino = sb.st_ino;
+	}
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, timeout_ms > 0 ? timeout_ms : 0);
 	s->readonly = (flags & AG_STORE_READONLY) != 0 ||
@@ -455,6 +463,20 @@ bool
 ag_store_is_readonly(const struct ag_store *s)
 {
 	return s != NULL && s->readonly;
+}
+
+bool
+ag_store_moved(const struct ag_store *s)
+{
+	struct stat sb;
+
+	if (s == NULL || !s->have_id) {
+		return false;
+	}
+	if (stat(s->path, &sb) != 0) {
+		return errno == ENOENT || errno == ENOTDIR;
+	}
+	return sb.st_dev != s->dev || sb.st_ino != s->ino;
 }
 
 /* PRAGMA data_version: moves when another connection commits. */

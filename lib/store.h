@@ -46,6 +46,12 @@ ag_status ag_store_open(const char *path, int flags, int timeout_ms,
 void ag_store_close(struct ag_store *s);		/* NULL is fine */
 const char *ag_store_errstr(const struct ag_store *s);
 bool ag_store_is_readonly(const struct ag_store *s);
+/*
+ * True when the path no longer names the file S has open: it was removed,
+ * or another file was put in its place (a backup restored with mv).  The
+ * handle still works on the old file, which nobody else sees any more.
+ */
+bool ag_store_moved(const struct ag_store *s);
 
 /*
  * PRAGMA data_version: changes whenever another connection commits a

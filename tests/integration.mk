@@ -13,6 +13,9 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_rate_cluster.py \
 	tests/e2e/t_dmarc.py \
 	tests/e2e/t_sign.py \
+	tests/e2e/t_faults_dns.py \
+	tests/e2e/t_faults_store.py \
+	tests/e2e/t_faults_redis.py \
 	tests/milter/t_phases.py \
 	tests/milter/t_spf.py \
 	tests/milter/t_forged_ar.py \

@@ -34,11 +34,19 @@ PID) that answers from the same kind of zone data, with a behaviour per
 name or for every name:
     "answer"    answer normally (NXDOMAIN for unknown names)
     "slow"      answer after DELAY seconds
+    "late"      answer every query of a name DELAY seconds after the first
+                query of that name came (as a recursive resolver does that
+                needs that long to resolve it: the retries get the answer
+                once it is there)
     "drop"      never answer
     "servfail"  SERVFAIL
     "refused"   REFUSED
     "truncate"  over UDP an empty answer with TC=1; over TCP (when TCP is
                 on) the real answer
+    "tcpbroken" over UDP an empty answer with TC=1; over TCP the query is
+                read and the connection closed without an answer
+    "cut"       the real answer cut short in its last record (TC=0): a
+                malformed reply, over UDP and TCP
 TCP is optional (tcp=False: nothing listens on the TCP port, so a client
 that retries over TCP after TC=1 gets its connection refused).  Every
 query it receives is logged (queries()).  Note for "slow": libunbound (the
@@ -72,6 +80,7 @@ if HERE not in sys.path:
 PYTHON = "/usr/bin/python3"
 UNBOUND = "/usr/sbin/unbound"
 PING_NAME = "agdns-ping.invalid."     # Responder answers it at once, always
+CLOSE = object()   # what Responder's answer() returns to close a TCP connection unanswered
 
 
 def require():
@@ -334,16 +343,18 @@ class Unbound:
 # Responder: a misbehaving DNS server of our own
 
 
-MODES = ("answer", "slow", "drop", "servfail", "refused", "truncate")
+MODES = ("answer", "slow", "late", "drop", "servfail", "refused", "truncate", "tcpbroken",
+         "cut")
 
 
 class Responder:
     """Our own DNS server in a child process (see the module doc).
     MODE: the behaviour for every name; MODES: {name: mode} overrides
-    (a name also covers its subdomains)."""
+    (a name also covers its subdomains); DELAY the seconds of "slow" and
+    "late", DELAYS: {name: seconds} overrides."""
 
     def __init__(self, workdir, zones=None, mode="answer", modes=None, delay=3.0,
-                 tcp=True, name="responder"):
+                 tcp=True, name="responder", delays=None):
         if mode not in MODES or any(m not in MODES for m in (modes or {}).values()):
             raise ValueError("mode must be one of %s" % (MODES,))
         self.dir = workdir
@@ -352,6 +363,7 @@ class Responder:
         self.mode = mode
         self.modes = {fqdn(k).lower(): v for k, v in (modes or {}).items()}
         self.delay = delay
+        self.delays = {fqdn(k).lower(): float(v) for k, v in (delays or {}).items()}
         self.tcp = tcp
         self.port = free_port()
         self.conf = os.path.join(workdir, name + ".json")
@@ -370,7 +382,8 @@ class Responder:
                      for t, v in rrs] for n, rrs in self.zones.items()}
         with open(self.conf, "w") as f:
             json.dump({"port": self.port, "zones": zones, "mode": self.mode,
-                       "modes": self.modes, "delay": self.delay, "tcp": self.tcp,
+                       "modes": self.modes, "delay": self.delay, "delays": self.delays,
+                       "tcp": self.tcp,
                        "qlog": self.qlog, "ready": self.ready_file}, f)
         for p in (self.ready_file, self.qlog):
             if os.path.exists(p):
@@ -421,18 +434,23 @@ def _serve(conf_path):
                  for t, v in rrs] for n, rrs in conf["zones"].items()}
     modes = conf["modes"]
     default = conf["mode"]
-    delay = float(conf["delay"])
+    delays = conf.get("delays") or {}
     qlog_lock = threading.Lock()
     qlog = open(conf["qlog"], "a", buffering=1)
+    first_seen = {}          # "late": (name, type) -> when first asked
 
-    def mode_for(name):
+    def for_name(table, name, default):
+        """TABLE's value for NAME or its nearest parent, else DEFAULT."""
         n = name.lower()
         while True:
-            if n in modes:
-                return modes[n]
+            if n in table:
+                return table[n]
             if n in (".", ""):
                 return default
             n = n.split(".", 1)[1] if "." in n.rstrip(".") else "."
+
+    def mode_for(name):
+        return for_name(modes, name, default)
 
     def rdata(rtype, value):
         if rtype == "TXT":
@@ -472,9 +490,11 @@ def _serve(conf_path):
         if mode == "refused":
             reply.header.rcode = dnslib.RCODE.REFUSED
             return reply.pack(), 0
-        if mode == "truncate" and proto == "udp":
+        if mode in ("truncate", "tcpbroken") and proto == "udp":
             reply.header.tc = 1
             return reply.pack(), 0
+        if mode == "tcpbroken":
+            return CLOSE, 0
         rrs = zones.get(name.lower())
         if rrs is None:
             reply.header.rcode = dnslib.RCODE.NXDOMAIN
@@ -484,10 +504,17 @@ def _serve(conf_path):
                     reply.add_answer(dnslib.RR(name, getattr(dnslib.QTYPE, rtype),
                                                rdata=rdata(rtype, value), ttl=0))
         data = reply.pack()
+        if mode == "cut":
+            return data[:max(12, len(data) - 4)], 0
         if proto == "udp" and len(data) > 512 and not req.ar:
             reply = req.reply()
             reply.header.tc = 1
             data = reply.pack()
+        delay = for_name(delays, name, float(conf["delay"]))
+        if mode == "late":
+            with qlog_lock:
+                t = first_seen.setdefault((name.lower(), qtype), time.monotonic())
+            return data, max(0.0, t + delay - time.monotonic())
         return data, (delay if mode == "slow" else 0)
 
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -537,6 +564,8 @@ def _serve(conf_path):
                         return
                     data += chunk
                 out, wait = answer(dnslib.DNSRecord.parse(data), "tcp")
+                if out is CLOSE:
+                    return
                 if out is None:
                     continue
                 if wait:

@@ -1280,6 +1280,34 @@ test_null_handles(void **state)
 	ag_store_close(s);
 }
 
+/* The path removed, put back, and replaced by a copy under the handle. */
+static void
+test_moved(void **state)
+{
+	char path[512], away[600], copy[600];
+	struct ag_store *s;
+
+	(void)state;
+	db_path(path, sizeof(path), "moved");
+	snprintf(away, sizeof(away), "%s.away", path);
+	snprintf(copy, sizeof(copy), "%s.copy", path);
+	s = open_want("moved", path, AG_STORE_CREATE, AG_OK);
+	if (ag_store_moved(s) || ag_store_moved(NULL)) {
+		fail_msg("moved: reported before anything moved");
+	}
+	if (rename(path, away) != 0 || !ag_store_moved(s)) {
+		fail_msg("moved: the path removed is not reported");
+	}
+	if (rename(away, path) != 0 || ag_store_moved(s)) {
+		fail_msg("moved: the same file put back is reported");
+	}
+	raw_exec(copy, "CREATE TABLE t (x)");
+	if (rename(copy, path) != 0 || !ag_store_moved(s)) {
+		fail_msg("moved: another file in its place is not reported");
+	}
+	ag_store_close(s);
+}
+
 /* ---- the table of tests ------------------------------------------------ */
 
 /* Remove everything in the temporary directory, then the directory. */
@@ -1340,6 +1368,7 @@ main(void)
 		cmocka_unit_test(test_locked_ops),
 		cmocka_unit_test(test_corrupt_rules),
 		cmocka_unit_test(test_null_handles),
+		cmocka_unit_test(test_moved),
 	};
 	struct CMUnitTest *t;
 	size_t n = 0, i;
