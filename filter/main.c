@@ -39,6 +39,7 @@
 #include "milter.h"
 #include "offline.h"
 #include "session.h"
+#include "store.h"
 
 /* How long a stop waits for connections in flight (seconds). */
 #define AG_STOP_GRACE 15
@@ -549,6 +550,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	pthread_t tid;
 	int mrc = MI_FAILURE, rc;
 	sigset_t set, old;
+	char why[512];
 
 	if (!o->foreground && daemonize() != 0) {
 		ag_log_err("cannot become a daemon: %s", strerror(errno));
@@ -558,6 +560,10 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	    PACKAGE_VERSION, sock, cfg->database, cfg->authserv_id);
 	if (setup_signals() != 0) {
 		ag_log_err("cannot set up signals: %s", strerror(errno));
+		return 1;
+	}
+	if (ag_store_check_perms(cfg->database, why, sizeof(why)) != AG_OK) {
+		ag_log_err("database %s %s: not starting", cfg->database, why);
 		return 1;
 	}
 	open_socket_and_drop(cfg, sock);

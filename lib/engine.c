@@ -302,7 +302,14 @@ publish_failure(struct ag_engine *e, const char *err)
 static void
 db_failed(struct ag_engine *e, const char *what)
 {
-	if (!e->db_failing) {
+	size_t len = strlen(e->cfg->database);
+	/* the store's errors begin with the path already */
+	bool named = strncmp(what, e->cfg->database, len) == 0 &&
+	    what[len] == ':';
+
+	if (!e->db_failing && named) {
+		ag_log_err("database %s", what);
+	} else if (!e->db_failing) {
 		ag_log_err("database %s: %s", e->cfg->database, what);
 	}
 	e->db_failing = true;

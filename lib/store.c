@@ -364,16 +364,53 @@ store_check_schema(struct ag_store *s)
 	return store_migrate(s);
 }
 
+ag_status
+ag_store_check_perms(const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+	char dir[4096];
+	char *slash;
+
+	if (stat(path, &sb) == 0 && (sb.st_mode & S_IWOTH)) {
+		snprintf(err, errlen, "is world-writable, so anyone could "
+		    "change the policy: refusing it (chmod o-w)");
+		return AG_PERMFAIL;
+	}
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+		snprintf(err, errlen, "path too long");
+		return AG_PERMFAIL;
+	}
+	slash = strrchr(dir, '/');
+	if (slash == NULL) {
+		snprintf(dir, sizeof(dir), ".");
+	} else {
+		slash[slash == dir] = '\0';	/* "/x.db": the folder is "/" */
+	}
+	/* sticky or not: SQLite makes its journal and WAL files next to
+	 * the database, and a file put there first would be read as ours */
+	if (stat(dir, &sb) == 0 && (sb.st_mode & S_IWOTH)) {
+		snprintf(err, errlen, "is in %s, which anyone may write to (its "
+		    "journal could be planted there): use a folder of its own",
+		    dir);
+		return AG_PERMFAIL;
+	}
+	return AG_OK;
+}
+
 /* Open the connection itself, with the flags that FLAGS ask for. */
 static ag_status
 store_connect(struct ag_store *s, int flags, int timeout_ms)
 {
 	struct stat sb;
+	char why[AG_STORE_ERR_MAX];
 	int oflags, rc;
 
 	if ((flags & (AG_STORE_CREATE | AG_STORE_READONLY)) !=
 	    AG_STORE_CREATE && stat(s->path, &sb) != 0 && errno == ENOENT) {
 		return store_err(s, AG_PERMFAIL, "no such file");
+	}
+	if (ag_store_check_perms(s->path, why, sizeof(why)) != AG_OK) {
+		return store_err(s, AG_PERMFAIL, "%s", why);
 	}
 	oflags = SQLITE_OPEN_NOMUTEX;
 	if (flags & AG_STORE_READONLY) {

@@ -54,6 +54,14 @@ bool ag_store_is_readonly(const struct ag_store *s);
 bool ag_store_moved(const struct ag_store *s);
 
 /*
+ * Is the database at PATH safe to take policy from?  AG_PERMFAIL, with
+ * the reason in ERR (without the path), when others may write the file
+ * or the folder it is in (sticky or not: its journal is made there).
+ * Every open checks it; the daemon also at start, to refuse to run.
+ */
+ag_status ag_store_check_perms(const char *path, char *err, size_t errlen);
+
+/*
  * PRAGMA data_version: changes whenever another connection commits a
  * change to the file.  Cheap; used to pick up rule changes live.
  */

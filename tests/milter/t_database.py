@@ -10,7 +10,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import agtest  # noqa: E402
-from agtest import check, new_qid  # noqa: E402
+from agtest import check, check_eq, new_qid  # noqa: E402
 
 suite = agtest.Suite("milter: database faults")
 
@@ -114,6 +114,42 @@ def schema_newer_than_program():
     check("schema version 999: 451 4.3.0", is_451_430(r), got="%s: %r" % (stage, r))
     check("log mentions the database", ag.wait_log(DB_ERROR, timeout=3) is not None,
           got="\n".join(ag.log_lines()[-10:]))
+    ag.terminate()
+
+
+@suite.case
+def others_may_write_it_refused():
+    """A database others may write, or in a folder others may write to
+    (sticky or not): the daemon does not start, authgatectl refuses it,
+    both saying why; fixed, both work."""
+    d = agtest.tmpdir("perms")
+    dbdir = os.path.join(d, "db")
+    os.mkdir(dbdir, 0o700)
+    ag = agtest.Authgate(d, db=os.path.join(dbdir, "policy.db"))
+    make_db(ag)
+    for label, fmode, dmode, why in (
+            ("the file mode 0666", 0o666, 0o700, "is world-writable"),
+            ("the folder mode 0777", 0o640, 0o777, "which anyone may write to"),
+            ("the folder mode 1777 (sticky)", 0o640, 0o1777, "which anyone may write to")):
+        os.chmod(ag.db, fmode)
+        os.chmod(dbdir, dmode)
+        ag.start(wait=False)
+        rc = ag.proc.wait(10)
+        check_eq("%s: authgate exits 1 at start" % label, rc, 1,
+                 "\n".join(ag.log_lines()[-5:]))
+        check("%s: the log says why and names the database" % label,
+              any(ag.db in ln and why in ln and "not starting" in ln
+                  for ln in ag.log_lines()), got="\n".join(ag.log_lines()[-5:]))
+        r = ag.ctl("rule", "list")
+        check("%s: authgatectl refuses it too (exit 1, why)" % label,
+              r.returncode == 1 and why in r.stderr, agtest.fmt_run(r))
+    os.chmod(ag.db, 0o640)
+    os.chmod(dbdir, 0o750)
+    ag.start()
+    res = walk(ag)
+    check("fixed (0640 in 0750): mail gets through", accepted(res), got=repr(res))
+    r = ag.ctl("rule", "list")
+    check_eq("fixed: authgatectl rule list exit 0", r.returncode, 0, agtest.fmt_run(r))
     ag.terminate()
 
 

@@ -1308,6 +1308,49 @@ test_moved(void **state)
 	ag_store_close(s);
 }
 
+/* A database others may write, or one in a folder others may write to
+ * (sticky or not), is refused with the reason; fixed, it opens. */
+static void
+test_world_writable(void **state)
+{
+	static const struct {
+		const char *label;
+		mode_t file, dir;
+		const char *why;	/* NULL: opens */
+	} cases[] = {
+		{ "mode 0666", 0666, 0700, "world-writable" },
+		{ "mode 0602", 0602, 0700, "world-writable" },
+		{ "mode 0664", 0664, 0700, NULL },
+		{ "folder 0777", 0640, 0777, "which anyone may write to" },
+		{ "folder 1777 (sticky)", 0640, 01777,
+		  "which anyone may write to" },
+		{ "folder 0775", 0640, 0775, NULL },
+		{ "mode 0600, folder 0700", 0600, 0700, NULL },
+	};
+	char path[512], label[96];
+	struct ag_store *s;
+
+	(void)state;
+	db_path(path, sizeof(path), "perms");
+	ag_store_close(open_want("perms: made", path, AG_STORE_CREATE, AG_OK));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (chmod(path, cases[i].file) != 0 ||
+		    chmod(tmpdir, cases[i].dir) != 0) {
+			fail_msg("perms: chmod failed");
+		}
+		snprintf(label, sizeof(label), "perms, %s", cases[i].label);
+		for (int ro = 0; ro < 2; ro++) {
+			s = open_want(label, path, ro ? AG_STORE_READONLY : 0,
+			    cases[i].why != NULL ? AG_PERMFAIL : AG_OK);
+			if (cases[i].why != NULL) {
+				err_says(label, s, path, cases[i].why);
+			}
+			ag_store_close(s);
+		}
+	}
+	chmod(tmpdir, 0700);
+}
+
 /* ---- the table of tests ------------------------------------------------ */
 
 /* Remove everything in the temporary directory, then the directory. */
@@ -1369,6 +1412,7 @@ main(void)
 		cmocka_unit_test(test_corrupt_rules),
 		cmocka_unit_test(test_null_handles),
 		cmocka_unit_test(test_moved),
+		cmocka_unit_test(test_world_writable),
 	};
 	struct CMUnitTest *t;
 	size_t n = 0, i;
