@@ -3,6 +3,7 @@
 another user (Postfix's smtpd runs as postfix), mail goes through."""
 
 import os
+import socket
 import stat
 import sys
 
@@ -122,6 +123,64 @@ def userid_unknown_user_refused():
     check("says which user is missing",
           ag.wait_log(r"no such user: no-such-user-authgate", 2) is not None,
           agtest.tail(ag.log_path))
+
+
+@suite.case
+def stale_socket_path_not_followed():
+    """What is at the socket path when the daemon starts: a stale socket
+    is replaced; a regular file, or a symbolic link to one, is refused
+    (exit 1) and left as it was; a link to a socket elsewhere is itself
+    replaced, never the socket it points at."""
+    work = agtest.tmpdir("stale")
+    ag = agtest.Authgate(work, name="stale", socket_kind="unix")
+    path = ag.sock_path
+    target = os.path.join(work, "precious.txt")
+    with open(target, "w") as f:
+        f.write("keep me\n")
+
+    os.symlink(target, path)
+    ag.start(wait=False)
+    rc = ag.proc.wait(10)
+    check("a link to a regular file at the socket path: exit 1", rc == 1, expected=1, got=rc)
+    check("the link is left, the file it names untouched",
+          os.path.islink(path) and open(target).read() == "keep me\n",
+          got=(os.path.islink(path), open(target).read()))
+    os.unlink(path)
+
+    with open(path, "w") as f:
+        f.write("a file\n")
+    ag.start(wait=False)
+    rc = ag.proc.wait(10)
+    check("a regular file at the socket path: exit 1, the file kept",
+          rc == 1 and open(path).read() == "a file\n", got=rc)
+    os.unlink(path)
+
+    other = os.path.join(work, "other.sock")
+    keep = socket.socket(socket.AF_UNIX)
+    keep.bind(other)
+    os.symlink(other, path)
+    ag.start()
+    check("a link to a socket elsewhere: the daemon starts on a socket of its own",
+          stat.S_ISSOCK(os.lstat(path).st_mode) and not os.path.islink(path),
+          got=oct(os.lstat(path).st_mode))
+    check("the socket the link named is untouched", stat.S_ISSOCK(os.lstat(other).st_mode))
+    ag.stop()
+    keep.close()
+
+    # a stale socket left by a crash is replaced
+    dead = socket.socket(socket.AF_UNIX)
+    if os.path.exists(path):
+        os.unlink(path)
+    dead.bind(path)
+    dead.close()
+    ag.start()
+    c = open_session(ag)
+    qid = new_qid()
+    h, b = agtest.make_message("after a stale socket")
+    t = c.transaction(headers=h, body=b, queue_id=qid)
+    check("a stale socket: replaced, mail goes through", t.accepted, got=t)
+    c.quit()
+    ag.stop()
 
 
 @suite.case
