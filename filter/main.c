@@ -333,9 +333,10 @@ reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
 	if (strcmp(cfg->socket, (*cur)->socket) != 0 ||
 	    !same_opt(cfg->user_id, (*cur)->user_id) ||
 	    !same_opt(cfg->pid_file, (*cur)->pid_file) ||
-	    cfg->umask != (*cur)->umask) {
-		ag_log_notice("reload: Socket, UserID, UMask and PidFile "
-		    "changes take effect at the next restart");
+	    cfg->umask != (*cur)->umask ||
+	    cfg->milter_timeout != (*cur)->milter_timeout) {
+		ag_log_notice("reload: Socket, UserID, UMask, PidFile and "
+		    "MilterTimeout changes take effect at the next restart");
 	}
 	ag_log_set_level(cfg->log_level);
 	ag_log_set_facility(cfg->log_facility);
@@ -422,6 +423,14 @@ open_socket_and_drop(const struct ag_config *cfg, const char *sock)
 	}
 	if (ag_milter_register() != 0) {
 		ag_log_err("cannot register with libmilter");
+		exit(1);
+	}
+	/* libmilter's timeout on reads from the MTA, in whole seconds: a
+	 * command sent in part holds a thread and a descriptor until then
+	 * (libmilter looks at idle connections only every 10 minutes) */
+	if (smfi_settimeout((int)((cfg->milter_timeout + 999) / 1000)) !=
+	    MI_SUCCESS) {
+		ag_log_err("cannot set the milter timeout");
 		exit(1);
 	}
 	umask(cfg->umask);
