@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -347,6 +348,28 @@ reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
 	    (unsigned long long)ag_engine_generation(e));
 }
 
+/*
+ * Raise the soft limit on open files to the hard one.  Each MTA
+ * connection holds a descriptor (one per smtpd process of Postfix), and
+ * the usual soft limit, 1024, is about what a large MTA opens; out of
+ * descriptors, libmilter's listener retries accept() in a busy loop and
+ * the connections left waiting time out at the MTA.  Nothing here needs
+ * descriptors below FD_SETSIZE: libmilter polls, libunbound uses libevent.
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			ag_log_warning("cannot raise the open files limit: %s",
+			    strerror(errno));
+		}
+	}
+}
+
 /* Become a daemon: fork, new session, stdio to /dev/null. */
 static int
 daemonize(void)
@@ -569,6 +592,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 		ag_log_err("cannot set up signals: %s", strerror(errno));
 		return 1;
 	}
+	raise_nofile();
 	open_socket_and_drop(cfg, sock);
 	/* the engine's watcher thread must not take our signals either */
 	sigemptyset(&set);
