@@ -3,6 +3,7 @@
 # every entry must exist.  The slow ones (real Postfix) come first so that
 # `make -j2 check` overlaps them with the rest.
 INTEGRATION_TESTS_LIST = \
+	tests/e2e/t_kill.py \
 	tests/e2e/t_delivery.py \
 	tests/e2e/t_size.py \
 	tests/e2e/t_rcpt.py \
@@ -13,6 +14,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_rate_cluster.py \
 	tests/e2e/t_dmarc.py \
 	tests/e2e/t_sign.py \
+	tests/e2e/t_hup.py \
 	tests/milter/t_phases.py \
 	tests/milter/t_spf.py \
 	tests/milter/t_forged_ar.py \
