@@ -138,6 +138,15 @@ def many_signatures_keep_the_dmarc_result():
               "dmarc=" in ar, got=ar[-300:])
         check("%d signatures: and %d dkim results (32 results in all)" % (n, min(n, 31)),
               ndkim == min(n, 31), expected=min(n, 31), got=ndkim)
+        if n > 1024:
+            check("%d signatures (over 1,024): none evaluated, each neutral" % n,
+                  ar.count('dkim=neutral reason="not evaluated: message too costly') == ndkim,
+                  got=ar[:300])
+        else:
+            check("%d signatures: the first 5 (DKIMMaxSignatures) evaluated (permerror), "
+                  "the rest neutral" % n, ar.count("dkim=permerror") == 5 and
+                  ar.count('dkim=neutral reason="not evaluated: more than 5') == ndkim - 5,
+                  got=ar[:300])
         check("%d signatures: the log line counts them all" % n,
               (d.get("dkim") or "").count(",") + 1 + sum(
                   int(x[1:]) - 1 for x in (d.get("dkim") or "").split(",") if x.startswith("+"))
