@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -334,9 +335,10 @@ reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
 	if (strcmp(cfg->socket, (*cur)->socket) != 0 ||
 	    !same_opt(cfg->user_id, (*cur)->user_id) ||
 	    !same_opt(cfg->pid_file, (*cur)->pid_file) ||
-	    cfg->umask != (*cur)->umask) {
-		ag_log_notice("reload: Socket, UserID, UMask and PidFile "
-		    "changes take effect at the next restart");
+	    cfg->umask != (*cur)->umask ||
+	    cfg->milter_timeout != (*cur)->milter_timeout) {
+		ag_log_notice("reload: Socket, UserID, UMask, PidFile and "
+		    "MilterTimeout changes take effect at the next restart");
 	}
 	ag_log_set_level(cfg->log_level);
 	ag_log_set_facility(cfg->log_facility);
@@ -345,6 +347,28 @@ reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
 	*cur = cfg;
 	ag_log_info("configuration reloaded (generation %llu)",
 	    (unsigned long long)ag_engine_generation(e));
+}
+
+/*
+ * Raise the soft limit on open files to the hard one.  Each MTA
+ * connection holds a descriptor (one per smtpd process of Postfix), and
+ * the usual soft limit, 1024, is about what a large MTA opens; out of
+ * descriptors, libmilter's listener retries accept() in a busy loop and
+ * the connections left waiting time out at the MTA.  Nothing here needs
+ * descriptors below FD_SETSIZE: libmilter polls, libunbound uses libevent.
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			ag_log_warning("cannot raise the open files limit: %s",
+			    strerror(errno));
+		}
+	}
 }
 
 /* Become a daemon: fork, new session, stdio to /dev/null. */
@@ -423,6 +447,14 @@ open_socket_and_drop(const struct ag_config *cfg, const char *sock)
 	}
 	if (ag_milter_register() != 0) {
 		ag_log_err("cannot register with libmilter");
+		exit(1);
+	}
+	/* libmilter's timeout on reads from the MTA, in whole seconds: a
+	 * command sent in part holds a thread and a descriptor until then
+	 * (libmilter looks at idle connections only every 10 minutes) */
+	if (smfi_settimeout((int)((cfg->milter_timeout + 999) / 1000)) !=
+	    MI_SUCCESS) {
+		ag_log_err("cannot set the milter timeout");
 		exit(1);
 	}
 	umask(cfg->umask);
@@ -566,6 +598,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 		ag_log_err("database %s %s: not starting", cfg->database, why);
 		return 1;
 	}
+	raise_nofile();
 	open_socket_and_drop(cfg, sock);
 	/* the engine's watcher thread must not take our signals either */
 	sigemptyset(&set);

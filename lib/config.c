@@ -98,6 +98,9 @@ static const struct kw kw_table[] = {
 	    0, 0, 0, "answer on an internal error", NULL },
 	{ "PolicyCheckInterval", KW_UINT, "2", OFF(policy_check_interval),
 	    1, 3600, 0, "seconds between checks for rule changes", NULL },
+	{ "MilterTimeout", KW_UINT, "7210000", OFF(milter_timeout), 1000,
+	    86400000, 0, "milliseconds an MTA connection may stay silent "
+	    "(libmilter counts whole seconds)", NULL },
 	{ "DatabaseTimeout", KW_UINT, "2000", OFF(database_timeout),
 	    0, 60000, 0, "milliseconds to wait for a database lock", NULL },
 	{ "DNSServer", KW_SERVERS, NULL, OFF(dns_servers), 0, 0, 0,

@@ -57,6 +57,7 @@ struct ag_config {
 	enum ag_action on_database_error; /* On-DatabaseError: tempfail|accept */
 	enum ag_action on_internal_error; /* On-InternalError: tempfail|accept */
 	unsigned policy_check_interval; /* PolicyCheckInterval: seconds, default 2 */
+	unsigned milter_timeout; /* MilterTimeout: ms the MTA may stay silent */
 	unsigned database_timeout; /* DatabaseTimeout: ms to wait for a lock, default 2000 */
 	char *dns_servers;	/* DNSServer: "ADDR[@PORT] ..."; NULL = resolv.conf */
 	unsigned dns_timeout;	/* DNSTimeout: ms per query, default 5000 */

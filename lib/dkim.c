@@ -48,8 +48,9 @@
  * query) and they are reported neutral, not evaluated.  Key queries are
  * bounded by the same number and by the deadline.  libopendkim still
  * canonicalizes every signature it parsed, so its work is bounded before
- * dkim_eoh() (budget_ok); a message over the budget, or with more than
- * AG_DKIM_MAX_FIELDS signatures, is not evaluated at all.
+ * dkim_eoh() (budget_ok); a message over the budget, with more than
+ * AG_DKIM_MAX_FIELDS signatures, or a header past AG_DKIM_HEADERS_MAX
+ * fields or AG_DKIM_HEADER_BYTES_MAX bytes, is not evaluated at all.
  *
  * Thread safety: an ag_dkim serves every thread (libopendkim's library
  * handle is read-only after ag_dkim_new); a message handle is used by one
@@ -78,6 +79,15 @@
 #define AG_DKIM_MAX_TAGS 64
 #define AG_DKIM_MAX_NOTES 64	/* key records noted (at most max_sigs) */
 #define AG_DKIM_FIELD_MAX (1024 * 1024)
+
+/* What libopendkim may hold of one message's header: it copies every
+ * field it is given until the message ends.  Past either bound the
+ * message is not evaluated (over budget) and libopendkim is given no
+ * more, so its memory stays bounded whatever the MTA sends (Postfix
+ * bounds only the message size, 10 MB by default).  Real mail has a few
+ * dozen fields and some kilobytes. */
+#define AG_DKIM_HEADERS_MAX 20000
+#define AG_DKIM_HEADER_BYTES_MAX (1024 * 1024)
 
 /* Budget of libopendkim's work at the end of the headers, for all the
  * signatures it parsed (see budget_ok).  Measured: one header selection
@@ -873,7 +883,8 @@ ag_dkim_header(struct ag_dkim_msg *m, const char *name, const char *value)
 	if (is_sig_field(name) && field_add(m, value) == AG_NOMEM) {
 		return AG_NOMEM;
 	}
-	if (st != AG_OK) {
+	if (st != AG_OK || m->nheaders >= AG_DKIM_HEADERS_MAX ||
+	    m->hbytes + len > AG_DKIM_HEADER_BYTES_MAX) {
 		m->over = true;	/* a field we cannot take: over budget */
 		return AG_OK;
 	}

@@ -16,16 +16,17 @@
 #include "session_int.h"
 #include "spf.h"
 
-/* The dkim results of M, one per signature, or dkim=none. */
-static bool
-dkim_results(struct ag_authres *ar, const struct ag_dkim_msg *dm)
+/* The dkim results of M, one per signature up to MAX of them and as many
+ * as the header holds, or dkim=none; returns how many went in. */
+static size_t
+dkim_results(struct ag_authres *ar, const struct ag_dkim_msg *dm, size_t max)
 {
-	size_t n = ag_dkim_count(dm);
+	size_t n = ag_dkim_count(dm), i;
 
 	if (n == 0) {
 		return ag_authres_add(ar, "dkim", "none", NULL, NULL, 0) == AG_OK;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (i = 0; i < n && i < max; i++) {
 		const struct ag_dkim_result *r = ag_dkim_get(dm, i);
 		struct ag_authres_prop p[5] = {
 			{ "header", "d", r->domain },
@@ -45,13 +46,10 @@ dkim_results(struct ag_authres *ar, const struct ag_dkim_msg *dm)
 		if (ag_authres_add(ar, "dkim", ag_dkim_res_name(r->result),
 		    r->result != AG_DKIM_PASS && r->reason[0] != '\0' ?
 		    r->reason : NULL, p, np) != AG_OK) {
-			/* too many results for one header: the rest are left out */
-			ag_log_notice("dkim result %zu of %zu left out of "
-			    "Authentication-Results", i + 1, n);
-			break;
+			break;	/* the header is full: the rest are left out */
 		}
 	}
-	return true;
+	return i;
 }
 
 /* The enhanced status code of an SPF refusal (RFC 7372). */
@@ -249,9 +247,11 @@ received_spf(const struct ag_conn *c)
 	return ag_received_spf_render(&r);
 }
 
-/* The Authentication-Results header: auth, spf and dkim results. */
+/* The Authentication-Results value with at most MAX dkim results (*NDKIM:
+ * how many went in); NULL when no memory, or the dmarc result did not
+ * fit. */
 static char *
-auth_results(const struct ag_conn *c)
+auth_results_build(const struct ag_conn *c, size_t max, size_t *ndkim)
 {
 	const struct msg *m = c->msg;
 	struct ag_authres *ar = ag_authres_new(m->snap->cfg->authserv_id);
@@ -278,8 +278,9 @@ auth_results(const struct ag_conn *c)
 		ok = ag_authres_add(ar, "spf",
 		    ag_spf_result_name(m->spf_helo.result), NULL, &p, 1) == AG_OK;
 	}
+	*ndkim = 0;
 	if (ok && m->dkim != NULL) {
-		ok = dkim_results(ar, m->dkim);
+		*ndkim = dkim_results(ar, m->dkim, max);
 	}
 	if (ok) {
 		ok = sess_dmarc_authres(m, ar);
@@ -288,6 +289,38 @@ auth_results(const struct ag_conn *c)
 		out = ag_authres_render(ar);
 	}
 	ag_authres_free(ar);
+	return out;
+}
+
+/*
+ * The Authentication-Results header: auth, spf, dkim and dmarc results.
+ * The header holds AG_AUTHRES_MAX_RESULTS results and AG_AUTHRES_HEADER_MAX
+ * bytes: when the DKIM results of a message with many signatures leave no
+ * room for the DMARC result, it is built again with fewer of them (DMARC
+ * matters more than the last signature; the log line has them all).
+ */
+static char *
+auth_results(const struct ag_conn *c)
+{
+	const struct msg *m = c->msg;
+	size_t max = SIZE_MAX, ndkim = 0;
+	char *out = NULL;
+
+	for (;;) {
+		out = auth_results_build(c, max, &ndkim);
+		/* MAX shrinks each time round (dkim=none is never taken out):
+		 * out of memory ends the loop too */
+		if (out != NULL || !m->dmarc_done || ndkim == 0 ||
+		    ndkim - 1 >= max) {
+			break;
+		}
+		max = ndkim - 1;
+	}
+	if (out != NULL && m->dkim != NULL && ndkim < ag_dkim_count(m->dkim)) {
+		ag_log_notice("dkim results %zu to %zu left out of "
+		    "Authentication-Results", ndkim + 1,
+		    ag_dkim_count(m->dkim));
+	}
 	return out;
 }
 

@@ -3,6 +3,7 @@
 # every entry must exist.  The slow ones (real Postfix) come first so that
 # `make -j2 check` overlaps them with the rest.
 INTEGRATION_TESTS_LIST = \
+	tests/e2e/t_kill.py \
 	tests/e2e/t_delivery.py \
 	tests/e2e/t_size.py \
 	tests/e2e/t_rcpt.py \
@@ -16,6 +17,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_faults_dns.py \
 	tests/e2e/t_faults_store.py \
 	tests/e2e/t_faults_redis.py \
+	tests/e2e/t_hup.py \
 	tests/milter/t_phases.py \
 	tests/milter/t_spf.py \
 	tests/milter/t_forged_ar.py \
@@ -26,7 +28,10 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_config.py \
 	tests/milter/t_rate.py \
 	tests/milter/t_dmarc_report.py \
-	tests/milter/t_keytool.py
+	tests/milter/t_keytool.py \
+	tests/milter/t_caps.py \
+	tests/milter/t_concurrency.py \
+	tests/milter/t_garbage.py
 
 # A script's exit status repeats its "not ok" lines (it exits 1 when any
 # failed, for runs by hand); under the TAP driver count the lines only.

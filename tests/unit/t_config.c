@@ -273,6 +273,9 @@ static const struct good_case {
 	  "PolicyCheckInterval", "1" },
 	{ "policycheckinterval max", "PolicyCheckInterval 3600",
 	  "PolicyCheckInterval", "3600" },
+	{ "miltertimeout min", "MilterTimeout 1000", "MilterTimeout", "1000" },
+	{ "miltertimeout max", "MilterTimeout 86400000", "MilterTimeout",
+	  "86400000" },
 	{ "databasetimeout zero", "DatabaseTimeout 0", "DatabaseTimeout", "0" },
 	{ "databasetimeout max", "DatabaseTimeout 60000", "DatabaseTimeout",
 	  "60000" },
@@ -463,6 +466,9 @@ static const struct bad_case {
 	  "t.conf:1: PolicyCheckInterval: \"-1\" is not a number" },
 	{ "interval suffix", "PolicyCheckInterval 2s\n",
 	  "t.conf:1: PolicyCheckInterval: \"2s\" is not a number" },
+	{ "milter timeout too small", "MilterTimeout 999\n",
+	  "t.conf:1: MilterTimeout: \"999\" is out of range (1000 to "
+	  "86400000)" },
 	{ "timeout too big", "DatabaseTimeout 60001\n",
 	  "t.conf:1: DatabaseTimeout: \"60001\" is out of range (0 to 60000)" },
 	{ "timeout plus", "DatabaseTimeout +5\n",
@@ -1006,7 +1012,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 46);
+	assert_int_equal(i, 47);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 
