@@ -484,7 +484,7 @@ dkim_missing(const struct msg *m, const char *d, struct ag_verdict *v)
 	} else if (policy) {
 		ag_verdict_set(v, AG_ACT_REJECT, "550", "5.7.21", "dkim",
 		    "No acceptable DKIM signature of %s (weak key or "
-		    "algorithm, RFC 8301)", d);
+		    "algorithm, RFC 8301, or body only partly signed)", d);
 	} else if (other) {
 		ag_verdict_set(v, AG_ACT_REJECT, "550", "5.7.22", "dkim",
 		    "No passing DKIM signature of %s (only of other domains)", d);
