@@ -26,7 +26,8 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_config.py \
 	tests/milter/t_rate.py \
 	tests/milter/t_dmarc_report.py \
-	tests/milter/t_keytool.py
+	tests/milter/t_keytool.py \
+	tests/milter/t_badinput.py
 
 # A script's exit status repeats its "not ok" lines (it exits 1 when any
 # failed, for runs by hand); under the TAP driver count the lines only.
