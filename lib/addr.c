@@ -720,8 +720,14 @@ mailaddr_domain(const char *s, const char *end, struct ag_mailaddr *out)
 	}
 	memcpy(out->domain, s, len);
 	out->domain[len] = '\0';
-	return ag_domain_normalize(out->domain, out->domain,
-	    sizeof(out->domain));
+	if (ag_domain_normalize(out->domain, out->domain,
+	    sizeof(out->domain)) != AG_OK) {
+		return AG_INVALID;
+	}
+	/* SMTPUTF8: the A-label form is the name DNS, SPF, the rules and the
+	 * rate keys know (RFC 8616 4); one IDNA2008 refuses stays as it is */
+	(void)ag_domain_alabel(out->domain, out->domain, sizeof(out->domain));
+	return AG_OK;
 }
 
 /* Parse a MAIL FROM / RCPT TO argument into its parts. */

@@ -94,8 +94,9 @@ struct ag_mailaddr {
  * "<user@example.com>", "<>", "user@example.com" (no brackets), with an
  * optional source route "<@a,@b:user@example.com>" (dropped), quoted local
  * parts ("\"a b\"@example.com") and address literals ("user@[192.0.2.1]",
- * kept as the domain text).  A local part without a domain ("<postmaster>")
- * gives an empty domain.  Over-long parts, control characters or unbalanced
+ * kept as the domain text).  A domain in U-labels (SMTPUTF8) is given in
+ * its A-label form when IDNA2008 allows one.  A local part without a
+ * domain ("<postmaster>") gives an empty domain.  Over-long parts, control characters or unbalanced
  * brackets give AG_INVALID.
  */
 ag_status ag_mailaddr_parse(const char *s, struct ag_mailaddr *out);

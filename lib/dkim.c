@@ -39,6 +39,8 @@
  *     signature ... was not acceptable to the ADMD"), otherwise "fail".
  *     libopendkim accepts rsa-sha1; DKIM_OPTS_MINKEYBITS makes a small
  *     key's pass KEYTOOSMALL.
+ *   - A pass whose l= leaves body bytes unsigned is "policy" too: the
+ *     unsigned part could be anyone's (RFC 6376 8.2).
  *   - Key with t=y (testing; RFC 6376 3.6.1: not to be treated differently
  *     from unsigned mail): pass stays pass, fail becomes neutral.
  *   - DNS timeout, SERVFAIL, no time left before the deadline: temperror.
@@ -66,6 +68,7 @@
 #include <opendkim/dkim.h>
 
 #include "dkim.h"
+#include "dkimlen.h"
 
 /* Only fills the timeval libopendkim hands our waitreply hook, which has
  * nothing to wait for: the message's deadline bounds the lookups. */
@@ -120,6 +123,7 @@ struct field {			/* one DKIM-Signature, as we read it */
 	int halg;			/* 1: sha256, 0: sha1 */
 	int bcanon;			/* 1: relaxed body */
 	long long blen;			/* l=, or -1 */
+	bool has_l;			/* l= is there (valid or not) */
 };
 
 struct ag_dkim_msg {
@@ -143,6 +147,8 @@ struct ag_dkim_msg {
 	struct keynote *notes;
 	size_t nnotes, max_notes;
 	unsigned queries;
+	struct ag_dkimlen len;	/* canonical body lengths, when an l= needs them */
+	bool want_len;
 	int q_status;		/* the query in progress (they are synchronous): */
 	size_t q_len;		/* DKIM_DNS_* and reply length, for waitreply */
 };
@@ -369,6 +375,7 @@ sig_costs(const struct sigread *sr, struct field *f)
 	f->halg = !(sr->t[T_A].p != NULL && span_is(sr->t[T_A], "rsa-sha1"));
 	f->bcanon = slash != NULL && (size_t)(c.p + c.len - slash) > 7 &&
 	    strncasecmp(slash + 1, "relaxed", 7) == 0;
+	f->has_l = l.p != NULL;
 	f->blen = l.p != NULL && l.len > 0 && l.len < 19 ? 0 : -1;
 	for (size_t i = 0; f->blen >= 0 && i < l.len; i++) {
 		f->blen = isdigit((unsigned char)l.p[i]) ?
@@ -946,6 +953,9 @@ ag_dkim_eoh(struct ag_dkim_msg *m)
 		m->skip_why = "not evaluated: message too costly to verify";
 		return AG_OK;
 	}
+	for (size_t i = 0; i < m->nf; i++) {
+		m->want_len |= m->f[i].has_l;
+	}
 	cur = m;
 	(void)dkim_eoh(m->dkim);	/* outcomes show per signature at eom */
 	cur = NULL;
@@ -965,6 +975,9 @@ ag_dkim_body(struct ag_dkim_msg *m, const unsigned char *buf, size_t len)
 	}
 	if (m->skip) {
 		return AG_OK;
+	}
+	if (m->want_len) {
+		ag_dkimlen_add(&m->len, buf, len);
 	}
 	/* libopendkim only reads the chunk */
 	return dkim_body(m->dkim, (unsigned char *)(uintptr_t)buf, len) ==
@@ -1108,6 +1121,32 @@ sig_policy(DKIM_SIGINFO *sig, struct ag_dkim_result *r)
 	}
 }
 
+/*
+ * A pass whose l= leaves part of the body unsigned is "policy": whatever
+ * follows the signed part is anyone's (RFC 6376 8.2), and a pass would
+ * lend the signer's name to it (DMARC, --dkim require).
+ */
+static void
+sig_length(struct ag_dkim_msg *m, DKIM_SIGINFO *sig, struct ag_dkim_result *r)
+{
+	ssize_t l = -1;
+	dkim_canon_t hc, bc = DKIM_CANON_SIMPLE;
+	unsigned long long body;
+
+	if (r->result != AG_DKIM_PASS || dkim_sig_getcanonlen(m->dkim, sig,
+	    NULL, NULL, &l) != DKIM_STAT_OK || l < 0) {
+		return;
+	}
+	(void)dkim_sig_getcanons(sig, &hc, &bc);
+	body = ag_dkimlen_get(&m->len, bc == DKIM_CANON_RELAXED);
+	if (m->want_len && body <= (unsigned long long)l) {
+		return;
+	}
+	r->result = AG_DKIM_POLICY;
+	set_reason(r, "body only partly signed (l=%lld of %llu bytes)",
+	    (long long)l, body);
+}
+
 /* The result of signature I, which libopendkim knows as SIG. */
 static void
 sig_result(struct ag_dkim_msg *m, size_t i, DKIM_SIGINFO *sig)
@@ -1133,6 +1172,7 @@ sig_result(struct ag_dkim_msg *m, size_t i, DKIM_SIGINFO *sig)
 		    r->algorithm);
 	}
 	sig_policy(sig, r);
+	sig_length(m, sig, r);
 	if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK && bits > 0) {
 		r->key_bits = bits;
 	} else if (strcasecmp(r->algorithm, "ed25519-sha256") == 0 &&

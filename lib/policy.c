@@ -193,6 +193,8 @@ norm_domain_pattern(const char *value, char *out, size_t outsz, char *err,
 		    "subdomains)");
 		return AG_INVALID;
 	}
+	/* as mail addresses give it (ag_mailaddr_parse): A-labels */
+	(void)ag_domain_alabel(buf + off, buf + off, sizeof(buf) - off);
 	return copy_out(buf, out, outsz, err, errlen);
 }
 
@@ -254,6 +256,7 @@ norm_address(const char *value, bool null_ok, char *out, size_t outsz,
 		snprintf(err, errlen, "bad domain in mail address");
 		return AG_INVALID;
 	}
+	(void)ag_domain_alabel(dom, dom, sizeof(dom));	/* as above */
 	if ((size_t)snprintf(buf, sizeof(buf), "%.*s@%s", (int)(at - s), s,
 	    dom) >= sizeof(buf)) {
 		snprintf(err, errlen, "value too long");

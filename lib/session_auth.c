@@ -517,7 +517,7 @@ dkim_missing(const struct msg *m, const char *d, struct ag_verdict *v)
 	} else if (policy) {
 		ag_verdict_set(v, AG_ACT_REJECT, "550", "5.7.21", "dkim",
 		    "No acceptable DKIM signature of %s (weak key or "
-		    "algorithm, RFC 8301)", d);
+		    "algorithm, RFC 8301, or body only partly signed)", d);
 	} else if (other) {
 		ag_verdict_set(v, AG_ACT_REJECT, "550", "5.7.22", "dkim",
 		    "No passing DKIM signature of %s (only of other domains)", d);
@@ -615,6 +615,29 @@ spf_logfields(const struct msg *m, char *buf, size_t bufsz)
 	}
 }
 
+/*
+ * D= as it goes into the log's comma-separated dkim= list: escaped, and
+ * its commas too, or a d= of "x,pass:d=bank.example" would add an entry.
+ */
+static const char *
+dkim_logdomain(char *out, size_t outsz, const char *d)
+{
+	char esc[80];
+	size_t j = 0;
+
+	ag_log_escape(esc, sizeof(esc), d);
+	for (size_t i = 0; esc[i] != '\0' && j + 4 < outsz; i++) {
+		if (esc[i] == ',') {
+			memcpy(out + j, "\\x2c", 4);
+			j += 4;
+		} else {
+			out[j++] = esc[i];
+		}
+	}
+	out[j] = '\0';
+	return out;
+}
+
 /* The DKIM fields of the log line: " dkim=pass:d=example.com,...". */
 static void
 dkim_logfields(const struct msg *m, char *buf, size_t bufsz)
@@ -633,7 +656,7 @@ dkim_logfields(const struct msg *m, char *buf, size_t bufsz)
 
 		used += (size_t)snprintf(buf + used, bufsz - used, "%s%s:d=%s",
 		    i > 0 ? "," : "", ag_dkim_res_name(r->result),
-		    ag_log_escape(d, sizeof(d), r->domain));
+		    dkim_logdomain(d, sizeof(d), r->domain));
 	}
 	if (n > 5 && used < bufsz) {
 		snprintf(buf + used, bufsz - used, ",+%zu", n - 5);
