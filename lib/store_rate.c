@@ -9,29 +9,10 @@
 
 #include <sqlite3.h>
 
-#include "store.h"
+#include "store_int.h"
 
 #define SAVING "saving rate counters"
 #define READING "reading rate counters"
-
-/* Run SQL; a failure is recorded in S. */
-static ag_status
-exec_sql(struct ag_store *s, const char *sql, const char *what)
-{
-	int rc = sqlite3_exec(ag_store_sqlite(s), sql, NULL, NULL, NULL);
-
-	return rc == SQLITE_OK ? AG_OK : ag_store_sqlite_error(s, rc, what);
-}
-
-/* Prepare SQL into *ST; a failure is recorded in S. */
-static ag_status
-prepare(struct ag_store *s, const char *sql, sqlite3_stmt **st,
-    const char *what)
-{
-	int rc = sqlite3_prepare_v2(ag_store_sqlite(s), sql, -1, st, NULL);
-
-	return rc == SQLITE_OK ? AG_OK : ag_store_sqlite_error(s, rc, what);
-}
 
 /* Replace OWNER's checkpoint with what NEXT yields, atomically. */
 ag_status
@@ -39,7 +20,6 @@ ag_store_rate_save(struct ag_store *s, const char *owner,
     int (*next)(void *arg, const void **key, size_t *keylen, uint64_t *tat),
     void *arg, size_t *nsaved)
 {
-	sqlite3 *db = ag_store_sqlite(s);	/* kept: it clears the error */
 	sqlite3_stmt *st = NULL;
 	const void *key;
 	size_t keylen, n = 0;
@@ -48,13 +28,15 @@ ag_store_rate_save(struct ag_store *s, const char *owner,
 	int rc;
 
 	*nsaved = 0;
+	(void)ag_store_sqlite(s);	/* clears the last error */
 	if (ag_store_is_readonly(s)) {
 		return ag_store_fail(s, AG_PERMFAIL, "database is read-only");
 	}
-	if ((rv = exec_sql(s, "BEGIN IMMEDIATE", SAVING)) != AG_OK) {
+	if ((rv = ag_store_exec(s, "BEGIN IMMEDIATE", SAVING)) != AG_OK) {
 		return rv;
 	}
-	rv = prepare(s, "DELETE FROM rate_state WHERE owner = ?", &st, SAVING);
+	rv = ag_store_prepare(s, "DELETE FROM rate_state WHERE owner = ?",
+	    &st, SAVING);
 	if (rv == AG_OK) {
 		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
@@ -65,8 +47,8 @@ ag_store_rate_save(struct ag_store *s, const char *owner,
 		st = NULL;
 	}
 	if (rv == AG_OK) {
-		rv = prepare(s, "INSERT OR REPLACE INTO rate_state (owner, key, "
-		    "tat) VALUES (?, ?, ?)", &st, SAVING);
+		rv = ag_store_prepare(s, "INSERT OR REPLACE INTO rate_state "
+		    "(owner, key, tat) VALUES (?, ?, ?)", &st, SAVING);
 	}
 	while (rv == AG_OK && next(arg, &key, &keylen, &tat) == 1) {
 		if (tat > INT64_MAX) {
@@ -84,11 +66,11 @@ ag_store_rate_save(struct ag_store *s, const char *owner,
 	}
 	sqlite3_finalize(st);
 	if (rv == AG_OK) {
-		rv = exec_sql(s, "COMMIT", SAVING);
+		rv = ag_store_exec(s, "COMMIT", SAVING);
 	}
 	if (rv != AG_OK) {
 		/* keep the first error: the rollback's own is of no use */
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		ag_store_rollback(s);
 		return rv;
 	}
 	*nsaved = n;
@@ -106,8 +88,8 @@ ag_store_rate_load(struct ag_store *s, const char *owner,
 	int rc = SQLITE_DONE, len;
 	sqlite3_int64 tat;
 
-	rv = prepare(s, "SELECT key, tat FROM rate_state WHERE owner = ?", &st,
-	    READING);
+	rv = ag_store_prepare(s, "SELECT key, tat FROM rate_state WHERE "
+	    "owner = ?", &st, READING);
 	if (rv == AG_OK) {
 		sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
 	}
