@@ -69,6 +69,7 @@
 
 #include "dkim.h"
 #include "dkimlen.h"
+#include "dkimtag.h"
 
 /* Only fills the timeval libopendkim hands our waitreply hook, which has
  * nothing to wait for: the message's deadline bounds the lookups. */
@@ -79,7 +80,6 @@
 /* Bounds: DKIM-Signature fields tracked, tags in one tag-list, bytes of
  * one header field (Postfix's header_size_limit is 100 KB). */
 #define AG_DKIM_MAX_FIELDS 1024
-#define AG_DKIM_MAX_TAGS 64
 #define AG_DKIM_MAX_NOTES 64	/* key records noted (at most max_sigs) */
 #define AG_DKIM_FIELD_MAX (1024 * 1024)
 
@@ -161,12 +161,6 @@ ag_dkim_res_name(enum ag_dkim_res r)
 	return (unsigned)r < AG_DKIM_NRESULTS ? res_names[r] : "unknown";
 }
 
-static bool
-is_fws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 /* Copy LEN bytes of S into OUT as printable ASCII (others become '?'),
  * leaving out white space when SQUEEZE; bounded by OUTSZ. */
 static void
@@ -177,7 +171,7 @@ copy_text(char *out, size_t outsz, const char *s, size_t len, bool squeeze)
 	for (size_t i = 0; s != NULL && i < len && j + 1 < outsz; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (!squeeze || !is_fws((char)c)) {
+		if (!squeeze || !ag_is_fws((char)c)) {
 			out[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
 		}
 	}
@@ -195,128 +189,6 @@ set_reason(struct ag_dkim_result *r, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* ---- tag-lists (RFC 6376 3.2) ---------------------------------------- */
-
-struct span {
-	const char *p;
-	size_t len;
-};
-
-typedef void (*tag_fn)(void *arg, struct span name, struct span val);
-
-static const char *
-skip_fws(const char *p, const char *end)
-{
-	while (p < end && is_fws(*p)) {
-		p++;
-	}
-	return p;
-}
-
-/* One tag-spec at *P (before END): name and value, FWS trimmed. */
-static const char *
-tag_next(const char **pp, const char *end, struct span *name,
-    struct span *val)
-{
-	const char *p = *pp;
-
-	name->p = p;
-	if (p >= end || !isalpha((unsigned char)*p)) {
-		return "bad tag name";
-	}
-	while (p < end && (isalnum((unsigned char)*p) || *p == '_')) {
-		p++;
-	}
-	name->len = (size_t)(p - name->p);
-	p = skip_fws(p, end);
-	if (p >= end || *p != '=') {
-		return "tag without '='";
-	}
-	val->p = p = skip_fws(p + 1, end);
-	for (; p < end && *p != ';'; p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (!is_fws((char)c) && (c < 0x21 || c > 0x7e)) {
-			return "bad character in a tag value";
-		}
-	}
-	val->len = (size_t)(p - val->p);
-	while (val->len > 0 && is_fws(val->p[val->len - 1])) {
-		val->len--;
-	}
-	*pp = p;
-	return NULL;
-}
-
-/*
- * Walk the tag-list S (LEN bytes), calling FN for each tag; NULL, or what
- * is wrong with it.  Duplicate tag names make the whole list invalid
- * (RFC 6376 3.2).
- */
-static const char *
-taglist_walk(const char *s, size_t len, tag_fn fn, void *arg)
-{
-	struct span seen[AG_DKIM_MAX_TAGS];
-	const char *p = s, *end = s + len, *why;
-	size_t n = 0;
-
-	for (;;) {
-		struct span name, val;
-
-		if ((p = skip_fws(p, end)) >= end) {
-			return NULL;	/* empty, or after a final ';' */
-		}
-		if ((why = tag_next(&p, end, &name, &val)) != NULL) {
-			return why;
-		}
-		for (size_t i = 0; i < n; i++) {
-			if (seen[i].len == name.len &&
-			    memcmp(seen[i].p, name.p, name.len) == 0) {
-				return "duplicate tag";
-			}
-		}
-		if (n == AG_DKIM_MAX_TAGS) {
-			return "too many tags";
-		}
-		seen[n++] = name;
-		fn(arg, name, val);
-		if (p < end) {
-			p++;	/* the ';' */
-		}
-	}
-}
-
-static bool
-span_is(struct span s, const char *lit)
-{
-	return s.len == strlen(lit) && strncasecmp(s.p, lit, s.len) == 0;
-}
-
-/* Is S base64 with FWS between the characters (RFC 6376 2.6)? */
-static bool
-is_base64(struct span s)
-{
-	size_t pad = 0;
-
-	for (size_t i = 0; i < s.len; i++) {
-		unsigned char c = (unsigned char)s.p[i];
-
-		if (is_fws((char)c)) {
-			continue;
-		}
-		if (c == '=') {
-			if (++pad > 2) {
-				return false;
-			}
-			continue;
-		}
-		if (pad > 0 || !(isalnum(c) || c == '+' || c == '/')) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /* ---- our reading of a DKIM-Signature ---------------------------------- */
 
 /* The tags we read, by index; the first seven are REQUIRED (RFC 6376 3.5). */
@@ -326,11 +198,11 @@ static const char *const tag_names[T_N] = {
 };
 
 struct sigread {
-	struct span t[T_N];	/* .p NULL: absent (an empty value is not) */
+	struct ag_span t[T_N];	/* .p NULL: absent (an empty value is not) */
 };
 
 static void
-sig_tag(void *arg, struct span name, struct span val)
+sig_tag(void *arg, struct ag_span name, struct ag_span val)
 {
 	struct sigread *sr = arg;
 
@@ -345,13 +217,13 @@ sig_tag(void *arg, struct span name, struct span val)
 /* Does the q= list S hold dns/txt (RFC 6376 3.5)?  (Its first 256
  * characters: the only method defined is that one.) */
 static bool
-q_has_dns(struct span s)
+q_has_dns(struct ag_span s)
 {
 	char buf[260] = ":";
 	size_t j = 1;
 
 	for (size_t i = 0; i < s.len && j < sizeof(buf) - 2; i++) {
-		if (!is_fws(s.p[i])) {
+		if (!ag_is_fws(s.p[i])) {
 			buf[j++] = (char)tolower((unsigned char)s.p[i]);
 		}
 	}
@@ -364,7 +236,7 @@ q_has_dns(struct span s)
 static void
 sig_costs(const struct sigread *sr, struct field *f)
 {
-	struct span h = sr->t[T_H], c = sr->t[T_C], l = sr->t[T_L];
+	struct ag_span h = sr->t[T_H], c = sr->t[T_C], l = sr->t[T_L];
 	size_t hl = h.len < AG_DKIM_LIB_HDRLIST ? h.len : AG_DKIM_LIB_HDRLIST;
 	const char *slash = c.p != NULL ? memchr(c.p, '/', c.len) : NULL;
 
@@ -372,7 +244,7 @@ sig_costs(const struct sigread *sr, struct field *f)
 	for (size_t i = 0; i < hl; i++) {
 		f->hnames += h.p[i] == ':';
 	}
-	f->halg = !(sr->t[T_A].p != NULL && span_is(sr->t[T_A], "rsa-sha1"));
+	f->halg = !(sr->t[T_A].p != NULL && ag_span_is(sr->t[T_A], "rsa-sha1"));
 	f->bcanon = slash != NULL && (size_t)(c.p + c.len - slash) > 7 &&
 	    strncasecmp(slash + 1, "relaxed", 7) == 0;
 	f->has_l = l.p != NULL;
@@ -389,7 +261,7 @@ sig_costs(const struct sigread *sr, struct field *f)
 static const char *
 sig_check(const struct sigread *sr, char *why, size_t whysz)
 {
-	const struct span *t = sr->t;
+	const struct ag_span *t = sr->t;
 
 	for (int n = T_V; n <= T_S; n++) {
 		if (t[n].p == NULL) {
@@ -397,17 +269,17 @@ sig_check(const struct sigread *sr, char *why, size_t whysz)
 			return why;
 		}
 	}
-	if (!span_is(t[T_V], "1")) {
+	if (!ag_span_is(t[T_V], "1")) {
 		return "unsupported version (v= is not 1)";
 	}
-	if (!span_is(t[T_A], "rsa-sha256") && !span_is(t[T_A], "rsa-sha1") &&
-	    !span_is(t[T_A], "ed25519-sha256")) {
+	if (!ag_span_is(t[T_A], "rsa-sha256") && !ag_span_is(t[T_A], "rsa-sha1") &&
+	    !ag_span_is(t[T_A], "ed25519-sha256")) {
 		return "unknown signing algorithm";
 	}
-	if (t[T_B].len == 0 || !is_base64(t[T_B])) {
+	if (t[T_B].len == 0 || !ag_is_base64(t[T_B])) {
 		return "b= is not base64";
 	}
-	if (t[T_BH].len == 0 || !is_base64(t[T_BH])) {
+	if (t[T_BH].len == 0 || !ag_is_base64(t[T_BH])) {
 		return "bh= is not base64";
 	}
 	if (t[T_D].len == 0 || t[T_S].len == 0 || t[T_S].len +
@@ -426,14 +298,14 @@ static void
 sig_read(struct field *f, const char *value)
 {
 	struct sigread sr;
-	const struct span *t = sr.t;
+	const struct ag_span *t = sr.t;
 	const char *why;
 	char buf[32];
 
 	memset(&sr, 0, sizeof(sr));
 	f->r.result = AG_DKIM_PERMERROR;
 	f->r.evaluated = true;
-	why = taglist_walk(value, strlen(value), sig_tag, &sr);
+	why = ag_taglist_walk(value, strlen(value), sig_tag, &sr);
 	if (why == NULL) {
 		why = sig_check(&sr, buf, sizeof(buf));
 	}
@@ -533,36 +405,36 @@ note(struct ag_dkim_msg *m, const char *name, enum ag_dkim_res res,
 
 struct keyread {
 	struct keynote *kn;
-	struct span p;
+	struct ag_span p;
 };
 
 static void
-key_tag(void *arg, struct span name, struct span val)
+key_tag(void *arg, struct ag_span name, struct ag_span val)
 {
 	struct keyread *kr = arg;
 
-	if (span_is(name, "k")) {
+	if (ag_span_is(name, "k")) {
 		copy_text(kr->kn->ktype, sizeof(kr->kn->ktype), val.p, val.len,
 		    true);
-	} else if (span_is(name, "p")) {
+	} else if (ag_span_is(name, "p")) {
 		kr->p = val;
 	}
 }
 
 /* What is wrong with the key data P of type KTYPE, or NULL. */
 static const char *
-key_data_check(struct span p, const char *ktype)
+key_data_check(struct ag_span p, const char *ktype)
 {
 	size_t n = 0;
 
 	if (p.p == NULL) {
 		return "no p=";
 	}
-	if (!is_base64(p)) {
+	if (!ag_is_base64(p)) {
 		return "p= is not base64";
 	}
 	for (size_t i = 0; i < p.len; i++) {
-		n += !is_fws(p.p[i]) && p.p[i] != '=';
+		n += !ag_is_fws(p.p[i]) && p.p[i] != '=';
 	}
 	/* RFC 8463 4: the key is the 32-byte public key, base64: 43 chars */
 	if (n > 0 && strcasecmp(ktype, "ed25519") == 0 && n * 3 / 4 != 32) {
@@ -590,7 +462,7 @@ key_screen(struct ag_dkim_msg *m, const char *name,
 		note(m, name, AG_DKIM_PERMERROR, "unusable key record at %s", pn);
 		return;
 	}
-	why = taglist_walk(txt, len, key_tag, &kr);
+	why = ag_taglist_walk(txt, len, key_tag, &kr);
 	if (why == NULL) {
 		why = key_data_check(kr.p, kr.kn->ktype);
 	}
