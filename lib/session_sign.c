@@ -125,7 +125,8 @@ sess_sign_eoh(struct ag_conn *c)
 	char dom[AG_ADDR_DOMAIN_MAX + 1], err[256] = "";
 	size_t n, i, len;
 
-	if (!m->sign || m->sign_error[0] != '\0') {
+	if (!m->sign || m->sign_error[0] != '\0' || m->signing != NULL) {
+		/* (a second end of headers: the signing handle stays) */
 		hdrs_free(m);
 		return true;
 	}
