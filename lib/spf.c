@@ -989,6 +989,7 @@ sender_domain(const char *sender, char *out, size_t outsz, char *from,
 	if (ag_domain_normalize(dom, out, outsz) != AG_OK ||
 	    ag_domain_alabel(out, out, outsz) != AG_OK ||
 	    strchr(out, '.') == NULL) {
+		out[0] = '\0';		/* no half-made name in the answer */
 		return false;
 	}
 	n = at != NULL ? snprintf(from, fromsz, "%.*s@%s", (int)(at - sender),

@@ -141,6 +141,10 @@ test_results(void **state)
 		  AG_SPF_PASS, NULL },
 		{ "U-label sender domain fails", "198.51.100.1", "h.test",
 		  "a@B\xc3\x9c" "CHER.test", AG_SPF_MAILFROM, AG_SPF_FAIL, NULL },
+		/* U+00BC maps to "1", U+2044, "4": no A-label, no domain */
+		{ "U-label with no A-label", "192.0.2.10", "h.test",
+		  "a@b\xc2\xbc" "cher.test", AG_SPF_MAILFROM, AG_SPF_NONE,
+		  "no valid domain" },
 	};
 
 	(void)state;
