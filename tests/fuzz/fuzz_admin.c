@@ -1,13 +1,15 @@
 /*
  * fuzz_admin.c - values an administrator gives authgatectl and that the
  * store keeps (rule conditions, signing patterns and canonicalizations,
- * report boundaries), and the escaping of network values into DMARC
- * aggregate reports (XML).
+ * report boundaries), and the escapers network values pass through: into
+ * DMARC aggregate reports (XML), SMTP reply texts (smfi_setreply) and log
+ * lines.
  *
  * Input: one string (cut at a NUL), given to each parser.  Checks: what
  * a normalizer accepts it leaves unchanged the second time; messages are
  * printable; the XML text has no markup characters, no control bytes
- * and is valid UTF-8.
+ * and is valid UTF-8; a reply text is printable, bounded and has every
+ * '%' doubled; a log value is printable without spaces or quotes.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,8 +18,10 @@
 
 #include "fuzzlib.h"
 #include "history.h"
+#include "log.h"
 #include "policy.h"
 #include "signtable.h"
+#include "verdict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -74,6 +78,37 @@ check_xml(const char *s)
 	free(buf);
 }
 
+static void
+check_escapers(const char *s, const char *raw, size_t rawlen)
+{
+	char reply[AG_REPLY_TEXT_MAX + 1], small[7], esc[256];
+	char q[AG_LOG_QUOTE_SIZE];
+	size_t n;
+
+	n = ag_reply_sanitize(reply, sizeof(reply), s);
+	if (n != strlen(reply) || n > AG_REPLY_TEXT_MAX) {
+		fz_fail("reply text length %zu", n);
+	}
+	fz_check_printable("reply text", reply);
+	for (const char *p = reply; (p = strchr(p, '%')) != NULL; p += 2) {
+		if (p[1] != '%') {
+			fz_fail("a single %% in the reply text");
+		}
+	}
+	(void)ag_reply_sanitize(small, sizeof(small), s);
+	fz_check_printable("short reply text", small);
+	ag_log_escape(esc, sizeof(esc), s);
+	fz_check_printable("log value", esc);
+	if (strpbrk(esc, " \"") != NULL) {
+		fz_fail("log value with a space or quote: %s", esc);
+	}
+	ag_log_escape(small, sizeof(small), s);
+	fz_check_printable("short log value", small);
+	/* the quote takes bytes with NULs in them */
+	fz_check_printable("quoted value", ag_log_quote(q, sizeof(q), raw,
+	    rawlen));
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -104,6 +139,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)ag_sign_canon_parse(s, &hs, &bs);
 	(void)ag_history_parse_time(s, &t);
 	check_xml(s);
+	check_escapers(s, (const char *)data, size);
 	free(s);
 	return 0;
 }

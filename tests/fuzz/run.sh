@@ -198,13 +198,21 @@ long)
 	for h in "${harnesses[@]}"; do
 		corpus="$work/corpus/$h" art="$work/artifacts/$h/"
 		mkdir -p "$corpus" "$art"
+		dirs=("$corpus")
+		for d in "$here/corpus/$h" "$here/regress/$h"; do
+			[ -d "$d" ] && dirs+=("$d")
+		done
 		echo "=== $h: ${secs}s, corpus $corpus, log $work/long-$h.log"
+		par=()
+		if [ "$jobs" -gt 1 ]; then
+			# each job logs to fuzz-N.log in the current directory
+			par=(-jobs="$jobs" -workers="$jobs")
+		fi
 		# shellcheck disable=SC2046
-		if ! "$bin/$h" -max_total_time="$secs" -max_len="$(max_len "$h")" \
-		    $(extra_flags "$h") -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-		    -jobs="$jobs" -workers="$jobs" -artifact_prefix="$art" \
-		    "$corpus" "$here/corpus/$h" "$here/regress/$h" \
-		    >"$work/long-$h.log" 2>&1; then
+		if ! (cd "$work" && "$bin/$h" -max_total_time="$secs" \
+		    -max_len="$(max_len "$h")" $(extra_flags "$h") -timeout=10 \
+		    -rss_limit_mb=2048 -print_final_stats=1 "${par[@]}" \
+		    -artifact_prefix="$art" "${dirs[@]}" >"$work/long-$h.log" 2>&1); then
 			rc=1
 			echo "$h: FAILED, see $work/long-$h.log and $art"
 		fi
