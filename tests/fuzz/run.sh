@@ -88,6 +88,7 @@ if ! command -v clang >/dev/null 2>&1; then
 		exit 0
 	fi
 	echo "fuzz: clang not installed (bash tests/deps.sh installs it)" >&2
+	[ "$mode" = smoke ] || exit 1
 	for h in "${harnesses[@]}"; do
 		trs_write "$h" FAIL FAIL
 		echo "not ok 1 - clang not installed" >"$here/smoke-$h.log"
@@ -97,6 +98,7 @@ fi
 
 if ! bin=$(bash "$here/build.sh"); then
 	echo "fuzz: the harnesses did not build (see _fuzz/build.log)" >&2
+	[ "$mode" = smoke ] || exit 1
 	for h in "${harnesses[@]}"; do
 		trs_write "$h" FAIL FAIL
 		echo "not ok 1 - build failed: see _fuzz/build.log" \
