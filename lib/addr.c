@@ -886,6 +886,7 @@ ag_bytes_parse(const char *s, uint64_t *out)
 ag_status
 ag_domain_alabel(const char *domain, char *out, size_t outsz)
 {
+	char chk[AG_ADDR_DOMAIN_MAX + 1];
 	const unsigned char *p;
 	char *conv = NULL;
 	int rc;
@@ -905,8 +906,11 @@ ag_domain_alabel(const char *domain, char *out, size_t outsz)
 	}
 	rc = idn2_to_ascii_8z(domain, &conv, IDN2_NFC_INPUT |
 	    IDN2_NONTRANSITIONAL);
+	/* UTS 46 maps some characters to ASCII that is no domain syntax
+	 * (U+00A0 to a space, U+FF0F to '/'): the result is checked too */
 	if (rc != IDN2_OK || conv == NULL || strlen(conv) >= outsz ||
-	    strlen(conv) > AG_ADDR_DOMAIN_MAX) {
+	    strlen(conv) > AG_ADDR_DOMAIN_MAX ||
+	    ag_domain_normalize(conv, chk, sizeof(chk)) != AG_OK) {
 		idn2_free(conv);
 		return AG_INVALID;
 	}

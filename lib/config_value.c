@@ -571,7 +571,9 @@ parse_idlist(const struct kw *k, const char *v, void *dst, char *msg,
 	snprintf(buf, sizeof(buf), "%s", v);
 	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
 	    tok = strtok_r(NULL, ", \t", &save)) {
-		if (!ag_config_authserv_ok(tok)) {
+		/* "a,#b": after a space (authgate -n writes one) the '#'
+		 * would start a comment, as it does for the first id */
+		if (tok[0] == '#' || !ag_config_authserv_ok(tok)) {
 			return bad_value(msg, msglen, tok,
 			    "is not an authserv-id token");
 		}

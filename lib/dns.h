@@ -131,4 +131,18 @@ struct ag_dns_stats {
 };
 void ag_dns_stats(struct ag_dns *d, struct ag_dns_stats *out);
 
+#ifdef AG_FUZZING
+/*
+ * Fuzz builds only (configure --enable-fuzz, tests/fuzz): when set, every
+ * ag_dns_query with a valid name is answered by this function in place of
+ * libunbound.  It returns a libunbound error code (0: *OUT holds an answer
+ * allocated as libunbound allocates one, which ub_resolve_free frees), and
+ * the answer then takes the same path as one from the network.  Set it
+ * before the first query.
+ */
+struct ub_result;
+extern int (*ag_dns_fuzz_answer)(const char *name, int type,
+    struct ub_result **out);
+#endif
+
 #endif

@@ -72,6 +72,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "log.h"
 #include "ratelimit_redis.h"
 #include "redis_url.h"
 
@@ -328,7 +329,7 @@ ag_status
 ag_redis_new(const char *url, unsigned timeout_ms, struct ag_redis **out,
     char *err, size_t errlen)
 {
-	char shown[512];
+	char shown[512], esc[RR_SHOWN_MAX + 1];
 	struct ag_redis *r;
 	const char *why = NULL;
 	ag_status rc;
@@ -350,10 +351,10 @@ ag_redis_new(const char *url, unsigned timeout_ms, struct ag_redis **out,
 	}
 	ag_redis_url_mask(url, shown, sizeof(shown));
 	if ((rc = ag_redis_url_parse(url, &r->url, &why)) == AG_INVALID) {
-		/* Cut a long URL short: the reason must stay in ERR. */
-		rr_err(err, errlen, "bad RateBackend URL '%.*s%s': %s",
-		    RR_SHOWN_MAX, shown, strlen(shown) > RR_SHOWN_MAX ? "..." :
-		    "", why);
+		/* Cut a long URL short: the reason must stay in ERR; escaped,
+		 * as the URL may hold any byte */
+		ag_log_escape(esc, sizeof(esc), shown);
+		rr_err(err, errlen, "bad RateBackend URL '%s': %s", esc, why);
 		ag_redis_free(r);
 		return rc;
 	}

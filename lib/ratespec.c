@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "policy.h"
 
 static const char *const measure_names[] = {
@@ -161,7 +162,11 @@ parse_prefixes(const char *p, struct ag_rate_spec *out)
 static ag_status
 spec_err(char *err, size_t errlen, const char *text, const char *why)
 {
-	snprintf(err, errlen, "rate '%s': %s", text, why);
+	char q[AG_LOG_QUOTE_SIZE];
+
+	/* TEXT may come from the store: no raw control bytes in ERR */
+	snprintf(err, errlen, "rate '%s': %s",
+	    ag_log_quote(q, sizeof(q), text, strlen(text)), why);
 	return AG_INVALID;
 }
 

@@ -972,18 +972,29 @@ request_setup(SPF_request_t *req, const struct ag_ip *client,
 	return SPF_request_set_env_from(req, sender) == 0;
 }
 
-/* The domain part of SENDER, if it is a usable FQDN (4.3). */
+/*
+ * The domain part of SENDER, if it is a usable FQDN (4.3), in A-labels
+ * (RFC 8616 4: DNS holds those; an SMTPUTF8 sender's U-labels would be
+ * looked up as raw UTF-8), and in FROM the sender for libspf2 with that
+ * domain.
+ */
 static bool
-sender_domain(const char *sender, char *out, size_t outsz)
+sender_domain(const char *sender, char *out, size_t outsz, char *from,
+    size_t fromsz)
 {
 	const char *at = strrchr(sender, '@');
 	const char *dom = at != NULL ? at + 1 : sender;
+	int n;
 
 	if (ag_domain_normalize(dom, out, outsz) != AG_OK ||
+	    ag_domain_alabel(out, out, outsz) != AG_OK ||
 	    strchr(out, '.') == NULL) {
+		out[0] = '\0';		/* no half-made name in the answer */
 		return false;
 	}
-	return true;
+	n = at != NULL ? snprintf(from, fromsz, "%.*s@%s", (int)(at - sender),
+	    sender, out) : snprintf(from, fromsz, "%s", out);
+	return n >= 0 && (size_t)n < fromsz;
 }
 
 ag_status
@@ -995,11 +1006,13 @@ ag_spf_check(struct ag_spf *s, enum ag_spf_identity id,
 	SPF_request_t *req;
 	SPF_response_t *resp = NULL;
 	uint64_t t0 = ag_dns_now_ms();
+	char from[AG_ADDR_MAX + 2];
 
 	memset(out, 0, sizeof(*out));
 	out->identity = id;
 	if (client == NULL || client->family == 0 || sender == NULL ||
-	    !sender_domain(sender, out->domain, sizeof(out->domain))) {
+	    !sender_domain(sender, out->domain, sizeof(out->domain), from,
+	    sizeof(from))) {
 		out->result = AG_SPF_NONE;
 		snprintf(out->reason, sizeof(out->reason),
 		    client == NULL || client->family == 0 ? "no client address" :
@@ -1010,7 +1023,7 @@ ag_spf_check(struct ag_spf *s, enum ag_spf_identity id,
 	if (req == NULL) {
 		return AG_NOMEM;
 	}
-	if (!request_setup(req, client, helo, sender)) {
+	if (!request_setup(req, client, helo, from)) {
 		SPF_request_free(req);
 		out->result = AG_SPF_NONE;
 		snprintf(out->reason, sizeof(out->reason), "unusable identity");

@@ -26,6 +26,9 @@ PACKAGES=(
 	# rate limits: the tests start their own redis-server on loopback
 	# ports (redis-tools: redis-cli)
 	redis-server redis-tools
+	# fuzzing (tests/fuzz): clang with libFuzzer and the sanitizer
+	# runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev)
+	clang libclang-rt-14-dev
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -841,6 +841,11 @@ test_domain_alabel(void **state)
 		{ "\xff\xfe.example", NULL },
 		/* UTS 46 maps a zero-width space away, as resolvers do */
 		{ "a\xe2\x80\x8b" "b.example", "ab.example" },
+		/* ...but a no-break space to a space, a fullwidth solidus to
+		 * '/': no domain name (found by tests/fuzz/fuzz_admin) */
+		{ "2\xc2\xa0", NULL },
+		{ "a\xc2\xa0" "b.example", NULL },
+		{ "exa\xef\xbc\x8f" "mple.com", NULL },
 	};
 	char out[AG_ADDR_DOMAIN_MAX + 1], small[8];
 	size_t i;

@@ -493,6 +493,9 @@ static const struct bad_case {
 	{ "strip id with semicolon", "AuthservIDStrip a.example;x\n",
 	  "t.conf:1: AuthservIDStrip: \"a.example;x\" is not an authserv-id "
 	  "token" },
+	{ "strip id after a comma starting with #",
+	  "AuthservIDStrip a.example,#b\n",
+	  "t.conf:1: AuthservIDStrip: \"#b\" is not an authserv-id token" },
 	{ "max signatures zero", "DKIMMaxSignatures 0\n",
 	  "t.conf:1: DKIMMaxSignatures: \"0\" is out of range (1 to 50)" },
 	{ "error after CRLF lines", "UMask 022\r\n\r\nDryRun perhaps\r\n",

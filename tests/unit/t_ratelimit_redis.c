@@ -498,6 +498,8 @@ test_url(void **state)
 		{ "unix:relative.sock", AG_INVALID, "absolute" },
 		{ "unix://host/path", AG_INVALID, "unix://HOST/" },
 		{ "unix:/", AG_INVALID, "no socket path" },
+		/* the URL escaped in ERR, never raw (tests/fuzz) */
+		{ "Pi\x01\n", AG_INVALID, "URL 'Pi\\x01\\x0a'" },
 		{ "unix:/s?db=x", AG_INVALID, "database" },
 		{ "unix:/s?db=1&x", AG_INVALID, "database" },
 		{ "unix:/s?timeout=1", AG_INVALID, "only query" },

@@ -79,6 +79,9 @@ static const struct spec_case spec_cases[] = {
 	{ "prefix junk", "messages:1/1h:client-ipx", NULL, "client-ip" },
 	{ "too long", "messages:1/1h:client-ip/24/64/64/64/64/64/64/64/64/64/"
 	    "64/64/64/64/64/64/64/64/64/64/64/64/64/64/64", NULL, "too long" },
+	/* the text is quoted in the message, never raw (tests/fuzz) */
+	{ "control bytes quoted", "\nmessages\x01", NULL,
+	    "rate '\\x0amessages\\x01'" },
 };
 
 /* A limit parses to its canonical text, which parses to the same. */

@@ -44,6 +44,7 @@ static const char *const zone[] = {
 	"helo.test. 300 IN TXT \"v=spf1 a -all\"",
 	"helo.test. 300 IN A 192.0.2.25",
 	"v6.test. 300 IN TXT \"v=spf1 ip6:2001:db8::/32 -all\"",
+	"xn--bcher-kva.test. 300 IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"",
 	"h1.many.test. 300 IN A 192.0.2.1", "h2.many.test. 300 IN A 192.0.2.1",
 	"h3.many.test. 300 IN A 192.0.2.1", "h4.many.test. 300 IN A 192.0.2.1",
 	"h5.many.test. 300 IN A 192.0.2.1", "h6.many.test. 300 IN A 192.0.2.1",
@@ -134,6 +135,16 @@ test_results(void **state)
 		  AG_SPF_MAILFROM, AG_SPF_NONE, NULL },
 		{ "single label", "192.0.2.10", "h.test", "a@localhost",
 		  AG_SPF_MAILFROM, AG_SPF_NONE, NULL },
+		/* SMTPUTF8: the A-label's record (RFC 8616 4; tests/fuzz) */
+		{ "U-label sender domain", "192.0.2.10", "h.test",
+		  "j\xc3\xb6rg@b\xc3\xbc" "cher.test", AG_SPF_MAILFROM,
+		  AG_SPF_PASS, NULL },
+		{ "U-label sender domain fails", "198.51.100.1", "h.test",
+		  "a@B\xc3\x9c" "CHER.test", AG_SPF_MAILFROM, AG_SPF_FAIL, NULL },
+		/* U+00BC maps to "1", U+2044, "4": no A-label, no domain */
+		{ "U-label with no A-label", "192.0.2.10", "h.test",
+		  "a@b\xc2\xbc" "cher.test", AG_SPF_MAILFROM, AG_SPF_NONE,
+		  "no valid domain" },
 	};
 
 	(void)state;
@@ -148,6 +159,12 @@ test_results(void **state)
 			fail_msg("%s: got %s, want %s (%s)", cases[i].label,
 			    ag_spf_result_name(a.result),
 			    ag_spf_result_name(cases[i].want), a.reason);
+		}
+		for (const char *p = a.domain; *p != '\0'; p++) {
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+				fail_msg("%s: domain \"%s\" is not printable ASCII",
+				    cases[i].label, a.domain);
+			}
 		}
 		if (cases[i].reason_has != NULL &&
 		    strstr(a.reason, cases[i].reason_has) == NULL) {
