@@ -15,7 +15,7 @@
  *   rcpt ARG...
  *   header NAME:VALUE   one field; following lines that start with SP or
  *                       TAB are its folds (joined with CRLF)
- *   eoh | eom | abort | close   (eoh once per message, as libmilter)
+ *   eoh | eom | abort | close
  *   body TEXT           one chunk, TEXT and CRLF;  bodyraw TEXT: no CRLF
  *   message             the lines up to "." are a message file (".." is
  *                       "."), given as header, eoh and body events by
@@ -80,7 +80,6 @@ struct fz {
 	int engine;
 	struct ag_conn *conn;
 	bool leadspc;
-	bool eoh_done;		/* end of headers given in this message */
 	struct ag_verdict v;
 	/* Authentication-Results seen in the message, and those to delete */
 	unsigned ar_seen;
@@ -453,7 +452,6 @@ note_header(struct fz *z, const char *name, const char *value)
 static void
 msg_reset(struct fz *z)
 {
-	z->eoh_done = false;
 	z->ar_seen = 0;
 	z->nexpect = 0;
 	z->expect_overflow = false;
@@ -547,19 +545,12 @@ mf_header(void *arg, const char *name, const char *value)
 	return 0;
 }
 
-/*
- * End of headers, once per message: libmilter never calls it twice, and
- * a second one leaks the DKIM signing handle the first made (session_sign.c;
- * tests/fuzz/known/fuzz_pipeline/sign-eoh-twice-leak, reported, not yet
- * fixed).  Drop this guard when it is.
- */
+/* End of headers.  libmilter never gives it twice, but the session must
+ * take a second one (tests/fuzz/regress/fuzz_pipeline/sign-eoh-twice-leak:
+ * it leaked the DKIM signing handle). */
 static void
 eoh(struct fz *z)
 {
-	if (z->eoh_done) {
-		return;
-	}
-	z->eoh_done = true;
 	ag_conn_eoh(z->conn, &z->v);
 	check_verdict("eoh", &z->v);
 }

@@ -116,7 +116,7 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 else
 	export TMPDIR="$work/tmp"
 fi
-# Leaks are failures; libopendkim's Ed25519 one is known (tests/lsan.supp).
+# Leaks are failures (tests/lsan.supp: none suppressed today).
 export LSAN_OPTIONS="suppressions=$top/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1"
 export ASAN_OPTIONS="detect_leaks=1"
