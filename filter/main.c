@@ -586,17 +586,17 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 
 	if (!o->foreground && daemonize() != 0) {
 		ag_log_err("cannot become a daemon: %s", strerror(errno));
-		return 1;
+		goto fail;
 	}
 	ag_log_info("authgate %s starting: socket=%s database=%s authserv-id=%s",
 	    PACKAGE_VERSION, sock, cfg->database, cfg->authserv_id);
 	if (setup_signals() != 0) {
 		ag_log_err("cannot set up signals: %s", strerror(errno));
-		return 1;
+		goto fail;
 	}
 	if (ag_store_check_perms(cfg->database, why, sizeof(why)) != AG_OK) {
 		ag_log_err("database %s %s: not starting", cfg->database, why);
-		return 1;
+		goto fail;
 	}
 	raise_nofile();
 	open_socket_and_drop(cfg, sock);
@@ -610,8 +610,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != AG_OK) {
 		ag_log_err("cannot start the filter: out of memory");
-		ag_engine_free(e);
-		return 1;
+		goto fail;
 	}
 	ag_milter_set_engine(e);
 	ag_control_start(e);
@@ -619,8 +618,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	ag_log_info("listening on %s", sock);
 	if (start_milter(&tid, &mrc) != 0) {
 		ag_log_err("cannot start the milter thread");
-		ag_engine_free(e);
-		return 1;
+		goto fail;
 	}
 	mrc = main_loop(o, e, &cfg, tid, &mrc);
 	ag_control_stop();
@@ -639,6 +637,10 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	ag_config_unref(cfg);
 	ag_log_info("stopped");
 	return mrc == MI_SUCCESS ? 0 : 1;
+fail:
+	ag_engine_free(e);	/* NULL is fine */
+	ag_config_unref(cfg);
+	return 1;
 }
 
 int

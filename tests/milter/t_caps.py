@@ -122,7 +122,7 @@ def memory_flat_whatever_the_header():
     check("30 MB of header: accepted, not evaluated", t.accepted and dkim_field(d) == "neutral",
           got=(t.final, d.get("line")))
     if SANITIZED:
-        agtest.skip("resident memory", "ASan's quarantine keeps freed memory")
+        diag("resident memory not checked: ASan's quarantine keeps freed memory")
     else:
         check("resident memory grew by less than 10 MB", after - before < 10 * 1024,
               expected="< %d kB" % (before + 10 * 1024), got=after)

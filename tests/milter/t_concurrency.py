@@ -210,7 +210,7 @@ def memory_stays_flat():
     diag("resident memory: baseline %d kB, after each round %s kB" %
          (base["rss_kb"], [a["rss_kb"] for a in after]))
     if SANITIZED:
-        agtest.skip("resident memory", "ASan's quarantine keeps freed memory")
+        diag("resident memory not checked: ASan's quarantine keeps freed memory")
         return
     check("after the rounds: within 24 MB of the baseline",
           after[-1]["rss_kb"] <= base["rss_kb"] + 24 * 1024,
