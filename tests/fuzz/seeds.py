@@ -86,6 +86,10 @@ SPF = {
     "deep-includes": "".join("dns %s TXT v=spf1 include:i%d.example.com -all\n"
                              % ("example.com" if i == 0 else "i%d.example.com" % i, i + 1)
                              for i in range(14)),
+    # an explanation whose spaces, as "%_", make libspf2's compiled form
+    # pass its 511-byte stack buffer (found by fuzzing; refused now)
+    "exp-libspf2-size": "dns example.com TXT v=spf1 -a exp=exp.example.com\n"
+                        "dns exp.example.com TXT " + "%{d}'A %{i} " * 22 + "\n",
     "void-lookups": "dns example.com TXT v=spf1 a:n1.example.com a:n2.example.com a:n3.example.com mx:n4.example.com -all\n",
     "redirect-loop": "dns example.com TXT v=spf1 redirect=example.com\n",
     "mx-eleven": "dns example.com TXT v=spf1 mx -all\n" +

@@ -41,6 +41,14 @@ static const char *const zone[] = {
 	    "a:h11.many.test -all\"",
 	"exp.test. 300 IN TXT \"v=spf1 -all exp=why.exp.test\"",
 	"why.exp.test. 300 IN TXT \"You are not %{i}, go away\"",
+	/* with its spaces as "%_" over libspf2's 511 bytes (tests/fuzz) */
+	"big.exp.test. 300 IN TXT \"v=spf1 -all exp=why.big.exp.test\"",
+	"why.big.exp.test. 300 IN TXT \""
+	    "o%{d}' %{i} is}o%{d}'%{d}'%{d}} %{d}'A%{d}'AA%{d}'%{d}'%"
+	    "{d}A%{d}'%{d}'A%{d}'%{d}'A%{i} %{d}A%{d}A%{d}'A%{d}'%{d}"
+	    "'A%{d}'%{d}'A%{d}'A%{d}'A%{i}'%{i} %{d}A%{d}A%{d}'A%{d}'"
+	    "%{d}'A%{d}'%{d}'A%{d}A%{d}'A%{i} %{d}'%{d}'A%{d}'A%{i} %"
+	    "{d}'A%{d}'A" "\"",
 	"helo.test. 300 IN TXT \"v=spf1 a -all\"",
 	"helo.test. 300 IN A 192.0.2.25",
 	"v6.test. 300 IN TXT \"v=spf1 ip6:2001:db8::/32 -all\"",
@@ -193,6 +201,11 @@ test_explanation_is_safe(void **state)
 			fail_msg("unsafe byte 0x%02x in explanation", *p);
 		}
 	}
+	/* an explanation too big for libspf2 as it gets it: none, no crash */
+	assert_int_equal(ag_spf_check(spf, AG_SPF_MAILFROM, &ip, "h.test",
+	    "a@big.exp.test", ag_dns_now_ms() + 5000, &a), AG_OK);
+	assert_int_equal(a.result, AG_SPF_FAIL);
+	assert_string_equal(a.explanation, "");
 }
 
 static void
