@@ -56,11 +56,7 @@ def ag():
 
 
 def rss_kb():
-    with open("/proc/%d/status" % ag().proc.pid) as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    return 0
+    return agtest.proc_stats(ag().proc.pid)["rss_kb"]
 
 
 def send(extra, client="192.0.2.10", sender="alice@example.org", from_=None):

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import agtest  # noqa: E402
-from agtest import check, check_eq, diag  # noqa: E402
+from agtest import check, check_eq, diag, idle_stats, proc_stats  # noqa: E402
 import milterclient  # noqa: E402
 
 SANITIZED = bool(os.environ.get("AG_SANITIZED"))
@@ -33,29 +33,6 @@ ROUNDS = int(os.environ.get("AG_CONC_ROUNDS") or 3)
 S = {}
 suite = agtest.Suite("milter: 1,000 concurrent connections", case_timeout=240,
                      total_timeout=600)
-
-
-def proc_stats(pid):
-    """Open files, threads and resident memory (kB) of PID."""
-    d = {"fds": len(os.listdir("/proc/%d/fd" % pid))}
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            k, _, v = ln.partition(":")
-            if k == "Threads":
-                d["threads"] = int(v)
-            elif k == "VmRSS":
-                d["rss_kb"] = int(v.split()[0])
-    return d
-
-
-def idle_stats(pid):
-    """proc_stats at rest: the fewest open files of 5 looks 0.1 s apart
-    (the daemon opens its database now and then for a moment)."""
-    samples = []
-    for _ in range(5):
-        samples.append(proc_stats(pid))
-        time.sleep(0.1)
-    return min(samples, key=lambda s: s["fds"])
 
 
 def nofile_limits(pid):

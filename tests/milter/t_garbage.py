@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import agtest  # noqa: E402
-from agtest import check, check_eq, diag, open_session  # noqa: E402
+from agtest import check, check_eq, diag, idle_stats, open_session, proc_stats  # noqa: E402
 import milterclient  # noqa: E402
 
 SANITIZED = bool(os.environ.get("AG_SANITIZED"))
@@ -36,19 +36,6 @@ suite = agtest.Suite("milter: garbage on the socket", case_timeout=60)
 
 def pkt(cmd, data=b""):
     return struct.pack("!I", len(data) + 1) + cmd + data
-
-
-def proc_stats(pid):
-    """Open files, threads and resident memory (kB) of PID."""
-    d = {"fds": len(os.listdir("/proc/%d/fd" % pid))}
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            k, _, v = ln.partition(":")
-            if k == "Threads":
-                d["threads"] = int(v)
-            elif k == "VmRSS":
-                d["rss_kb"] = int(v.split()[0])
-    return d
 
 
 @suite.setup
@@ -63,13 +50,7 @@ def setup():
         check("warm-up message %d accepted" % i, c.transaction(headers=h, body=b).accepted)
         c.quit()
     time.sleep(0.5)
-    # at rest: the fewest open files of 5 looks (the daemon opens its
-    # database now and then for a moment)
-    samples = []
-    for _ in range(5):
-        samples.append(proc_stats(ag.proc.pid))
-        time.sleep(0.1)
-    S["base"] = min(samples, key=lambda s: s["fds"])
+    S["base"] = idle_stats(ag.proc.pid)
     diag("baseline: %s" % S["base"])
 
 
