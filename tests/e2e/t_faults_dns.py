@@ -380,8 +380,12 @@ def answers_that_never_come_in_time():
     late = Probe("late", "a-w@late.example", stage=None, log={"spf": "pass"})
     control = Probe("control-w", "ctl-w@pass.example", stage=None, log={"spf": "pass"})
     mark = ag.log_mark()
-    wall = run_all(probes + [late, control])
-    diag("answers after %.0f s: %d probes in %.1fs" % (SLOW, len(probes) + 2, wall))
+    # the late record first, on its own: while names hang, libunbound
+    # soon takes the forwarder for slow and fails other new queries of a
+    # few seconds at once (a known limit, in the closing note of issue 8)
+    run_all([late])
+    wall = run_all(probes + [control])
+    diag("answers after %.0f s: %d probes in %.1fs" % (SLOW, len(probes) + 1, wall))
     for p in probes:
         check_fault(p, mark, DNS_TIMEOUT)
     res = late.res
