@@ -299,19 +299,8 @@ def send(msg, token, sender=None, addr=CLIENT, helo=HELO, login=None, wait_sink=
         r = reply(s.docmd(cmd))
         check("XCLIENT %s accepted (220)" % addr, r.startswith("220"), got=r, fatal=True)
         s.ehlo(helo)
-        r = s.docmd("MAIL FROM:<%s>" % res.sender)
-        if r[0] >= 400:
-            res.stage, res.final = "mail", reply(r)
-            return res
-        r = s.docmd("RCPT TO:<bob@example.net>")
-        if r[0] >= 400:
-            res.stage, res.final = "rcpt", reply(r)
-            return res
-        try:
-            r = s.data(msg)
-            res.stage, res.final = "eod", reply(r)
-        except smtplib.SMTPDataError as e:
-            res.stage, res.final = "data", reply((e.smtp_code, e.smtp_error))
+        res.stage, res.final, _ = agpostfix.send_raw(s, res.sender, ["bob@example.net"],
+                                                     msg)
     finally:
         try:
             s.quit()

@@ -258,19 +258,7 @@ def send(msg, tok, sender, login=LOGIN, addr=OUT_ADDR, xclient=True, wait=True):
                 res.stage, res.final = "xclient", r
                 return res
             s.ehlo(HELO)
-        r = s.docmd("MAIL FROM:<%s>" % sender)
-        if r[0] >= 400:
-            res.stage, res.final = "mail", reply(r)
-            return res
-        r = s.docmd("RCPT TO:<bob@example.net>")
-        if r[0] >= 400:
-            res.stage, res.final = "rcpt", reply(r)
-            return res
-        try:
-            r = s.data(msg)
-            res.stage, res.final = "eod", reply(r)
-        except smtplib.SMTPDataError as e:
-            res.stage, res.final = "data", reply((e.smtp_code, e.smtp_error))
+        res.stage, res.final, _ = agpostfix.send_raw(s, sender, ["bob@example.net"], msg)
     finally:
         try:
             s.quit()
