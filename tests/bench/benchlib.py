@@ -175,6 +175,8 @@ def authgate(workdir, dns, name="authgate", conf=None, rules=True, socket_kind="
         "DatabaseTimeout": "2000",
         "PolicyCheckInterval": "2",
     }
+    if socket_kind == "unix":
+        settings["UMask"] = "0000"      # Postfix's smtpd (user postfix) connects
     settings.update(conf or {})
     ag = agtest.Authgate(workdir, socket_kind=socket_kind, conf=settings, name=name)
     agtest.remove_failure_hook(ag.hook)
@@ -214,15 +216,37 @@ def bulk_rules(ag, count, start=1):
     db.close()
 
 
+def listening(port, socket):
+    """An inet PORT on 127.0.0.1, or the unix SOCKET ("unix:" or "local:"
+    PATH), accepts connections."""
+    if port:
+        return agtest.port_open("127.0.0.1", port)
+    return agtest.unix_open(socket.split(":", 1)[1])
+
+
+def postfix_milter(socket):
+    """A milter's socket as Postfix's smtpd_milters writes it."""
+    kind, _, rest = socket.partition(":")
+    if kind in ("unix", "local"):
+        return "unix:" + rest
+    port, _, host = rest.partition("@")
+    return "inet:%s:%s" % (host, port)
+
+
 class OpenDKIM:
     """OpenDKIM in verify mode from a private config, on an inet socket,
     asking the private DNS server (Nameservers; never
     ResolverConfiguration, which crashes under concurrent load here)."""
 
-    def __init__(self, workdir, dns):
+    def __init__(self, workdir, dns, socket_kind="unix"):
         self.dir = workdir
-        self.port = agtest.free_port()
-        self.socket = "inet:%d@127.0.0.1" % self.port
+        self.port = None
+        if socket_kind == "unix":
+            self.path = os.path.join(workdir, "opendkim.sock")
+            self.socket = "local:" + self.path
+        else:
+            self.port = agtest.free_port()
+            self.socket = "inet:%d@127.0.0.1" % self.port
         self.conf = os.path.join(workdir, "opendkim.conf")
         self.log = os.path.join(workdir, "opendkim.log")
         self.pidfile = os.path.join(workdir, "opendkim.pid")
@@ -238,13 +262,13 @@ class OpenDKIM:
                     "InternalHosts csl:10.255.255.254\n"
                     "Syslog no\n"
                     "PidFile %s\n"
-                    "UMask 007\n" % (self.socket, dns.port, self.pidfile))
+                    "UMask 000\n" % (self.socket, dns.port, self.pidfile))
         self.proc = None
 
     def start(self):
         self.proc = agtest.Proc([OPENDKIM, "-f", "-x", self.conf], name="opendkim",
                                 stdout=self.log, stderr=self.log).start()
-        if not agtest.wait_until(lambda: agtest.port_open("127.0.0.1", self.port), 10):
+        if not agtest.wait_until(lambda: listening(self.port, self.socket), 10):
             raise RuntimeError("opendkim not listening:\n" + agtest.tail(self.log))
         return self
 
@@ -261,17 +285,24 @@ class NullMilter:
     """tests/bench/nullmilter (a libmilter filter that accepts at the end
     of the message), started as `nullmilter -p SOCKET`."""
 
-    def __init__(self, workdir, path):
-        self.port = agtest.free_port()
-        self.socket = "inet:%d@127.0.0.1" % self.port
+    def __init__(self, workdir, path, socket_kind="unix"):
+        self.port = None
+        if socket_kind == "unix":
+            self.socket = "unix:" + os.path.join(workdir, "nullmilter.sock")
+        else:
+            self.port = agtest.free_port()
+            self.socket = "inet:%d@127.0.0.1" % self.port
         self.log = os.path.join(workdir, "nullmilter.log")
         self.path = path
         self.proc = None
 
     def start(self):
-        self.proc = agtest.Proc([self.path, "-p", self.socket], name="nullmilter",
+        # umask 0: libmilter makes the socket with the process's umask,
+        # and Postfix's smtpd needs to write to it (exec: same PID)
+        self.proc = agtest.Proc(["/bin/sh", "-c", 'umask 0; exec "$0" -p "$1"', self.path,
+                                 self.socket], name="nullmilter",
                                 stdout=self.log, stderr=self.log).start()
-        if not agtest.wait_until(lambda: agtest.port_open("127.0.0.1", self.port), 10):
+        if not agtest.wait_until(lambda: listening(self.port, self.socket), 10):
             raise RuntimeError("nullmilter not listening:\n" + agtest.tail(self.log))
         return self
 
