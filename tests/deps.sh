@@ -29,6 +29,9 @@ PACKAGES=(
 	# fuzzing (tests/fuzz): clang with libFuzzer and the sanitizer
 	# runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev)
 	clang libclang-rt-14-dev
+	# benchmarks (tests/bench/run): OpenDKIM as the peer to compare with,
+	# gnuplot for the plots of the scale section
+	opendkim gnuplot-nox
 )
 
 if [ "$(id -u)" != 0 ]; then

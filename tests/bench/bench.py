@@ -538,7 +538,7 @@ def scale(ctx):
         B.note("scale: concurrency %d, %d messages" % (conc, n))
         r = ml_run(ml, ag.socket, ag.proc.pid, [msg], n, "authgate", conc=conc)
         try:
-            r["extra"] = "%d threads" % agtest.proc_stats(ag.proc.pid)["threads"]
+            r["extra"] = "%d threads after" % agtest.proc_stats(ag.proc.pid)["threads"]
         except (OSError, KeyError):
             pass
         pts.append((conc, r))
