@@ -423,6 +423,9 @@ def milter(ctx):
     for k in range(rounds):
         for label, sock, d in peers:
             res = ml_run(ml, sock, d.pid, [msg], n, label)
+            if accepted(res) != res["msgs"]:
+                notes.append("%s, round %d: only %d of %d accepted: %r" % (
+                    label, k + 1, accepted(res), res["msgs"], res))
             B.note("milter round %d %-10s %8.1f msgs/s %.3f ms CPU/msg" % (
                 k + 1, label, res["rate"], res["cpu_ms"] or 0))
             runs[label].append(res)
