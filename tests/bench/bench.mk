@@ -10,15 +10,18 @@ BENCH_CFLAGS = -O2 -pthread $(AM_CPPFLAGS) $(DEP_CFLAGS) $(WARN_CFLAGS)
 bench-micro: $(BENCH_MICRO)
 
 tests/bench/verifybench: $(srcdir)/tests/bench/verifybench.c lib/libauthgate.a
+	@$(MKDIR_P) tests/bench
 	$(AM_V_CCLD)$(CC) $(BENCH_CFLAGS) -o $@ $(srcdir)/tests/bench/verifybench.c \
 	    lib/libauthgate.a $(LIBAG_DEPS) -lcrypto
 
 tests/bench/spfbench: $(srcdir)/tests/bench/spfbench.c lib/libauthgate.a
+	@$(MKDIR_P) tests/bench
 	$(AM_V_CCLD)$(CC) $(BENCH_CFLAGS) -o $@ $(srcdir)/tests/bench/spfbench.c \
 	    lib/libauthgate.a $(LIBAG_DEPS)
 
 # as tests/bench/README.md builds it by hand
 tests/bench/ratebench: $(srcdir)/tests/bench/ratebench.c lib/libauthgate.a
+	@$(MKDIR_P) tests/bench
 	$(AM_V_CCLD)$(CC) $(BENCH_CFLAGS) -o $@ $(srcdir)/tests/bench/ratebench.c \
 	    lib/libauthgate.a
 
