@@ -25,7 +25,8 @@ tests/bench/ratebench: $(srcdir)/tests/bench/ratebench.c lib/libauthgate.a
 	$(AM_V_CCLD)$(CC) $(BENCH_CFLAGS) -o $@ $(srcdir)/tests/bench/ratebench.c \
 	    lib/libauthgate.a
 
-clean-local: clean-bench-micro
+# `make clean-bench-micro` removes them (no clean-local hook here: the
+# load generator's rules may want that hook too)
 .PHONY: clean-bench-micro
 clean-bench-micro:
 	rm -f $(BENCH_MICRO)
