@@ -41,7 +41,14 @@ struct ag_policy {
 	struct ag_rule *rules;	/* sorted: priority asc, then id asc */
 	unsigned *fields;	/* per rule: bit (1 << field) per condition */
 	struct ag_pindex *index;	/* built last, from the sorted rules */
+	struct by_id *by_id;	/* ids ascending, for ag_policy_find() */
 	bool spf_per_rcpt;	/* see ag_policy_spf_per_rcpt() */
+};
+
+/* A rule's id and its place in precedence order. */
+struct by_id {
+	int64_t id;
+	size_t i;
 };
 
 #define RCPT_FIELDS ((1u << AG_F_RCPT) | (1u << AG_F_RCPT_DOMAIN))
@@ -537,6 +544,18 @@ rule_cmp(const void *a, const void *b)
 	return 0;
 }
 
+/* Id ascending, then precedence (the first of equal ids is found). */
+static int
+by_id_cmp(const void *a, const void *b)
+{
+	const struct by_id *x = a, *y = b;
+
+	if (x->id != y->id) {
+		return x->id < y->id ? -1 : 1;
+	}
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
 /* Build a snapshot; owns RULES from the start, also on failure. */
 ag_status
 ag_policy_new(struct ag_rule *rules, size_t nrules, struct ag_policy **out)
@@ -584,6 +603,14 @@ ag_policy_new(struct ag_rule *rules, size_t nrules, struct ag_policy **out)
 			p->spf_per_rcpt = true;
 		}
 	}
+	if ((p->by_id = calloc(p->n ? p->n : 1, sizeof(*p->by_id))) == NULL) {
+		ag_policy_free(p);
+		return AG_NOMEM;
+	}
+	for (i = 0; i < p->n; i++) {
+		p->by_id[i] = (struct by_id){ p->rules[i].id, i };
+	}
+	qsort(p->by_id, p->n, sizeof(*p->by_id), by_id_cmp);
 	st = ag_pindex_build(p->rules, p->n, &p->index);
 	if (st != AG_OK) {
 		ag_policy_free(p);
@@ -614,6 +641,7 @@ ag_policy_free(struct ag_policy *p)
 	free(p->rules);
 	free(p->fields);
 	ag_pindex_free(p->index);
+	free(p->by_id);
 	free(p);
 }
 
@@ -824,16 +852,24 @@ ag_policy_index(const struct ag_policy *p)
 	return p != NULL ? p->index : NULL;
 }
 
-/* Linear: used by the counters listing, not per message. */
+/* Binary search: the counters listing looks up a rule per key. */
 const struct ag_rule *
 ag_policy_find(const struct ag_policy *p, int64_t id)
 {
-	size_t i;
+	size_t lo = 0, hi, mid;
 
-	for (i = 0; p != NULL && i < p->n; i++) {
-		if (p->rules[i].id == id) {
-			return &p->rules[i];
+	if (p == NULL) {
+		return NULL;
+	}
+	hi = p->n;
+	while (lo < hi) {	/* the first entry with an id >= ID */
+		mid = lo + (hi - lo) / 2;
+		if (p->by_id[mid].id < id) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
 		}
 	}
-	return NULL;
+	return lo < p->n && p->by_id[lo].id == id ? &p->rules[p->by_id[lo].i] :
+	    NULL;
 }

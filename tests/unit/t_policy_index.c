@@ -821,6 +821,20 @@ test_narrows(void **state)
 		    NSAME + 3);
 	}
 	check_same("300 rules on one domain", p, &x.f, RATES_MAX, true);
+	/* ag_policy_find: by binary search over the ids */
+	for (i = 1; i <= n; i++) {
+		const struct ag_rule *r = ag_policy_find(p, (int64_t)i);
+
+		if (r == NULL || r->id != (int64_t)i) {
+			fail_msg("ag_policy_find(%zu) gave %lld", i,
+			    r != NULL ? (long long)r->id : -1LL);
+		}
+	}
+	if (ag_policy_find(p, 0) != NULL || ag_policy_find(p, -1) != NULL ||
+	    ag_policy_find(p, (int64_t)n + 1) != NULL ||
+	    ag_policy_find(NULL, 1) != NULL) {
+		fail_msg("ag_policy_find found a rule that is not there");
+	}
 	ag_policy_free(p);
 }
 
