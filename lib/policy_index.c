@@ -74,6 +74,8 @@ struct ag_pindex {
 	size_t maxklen;		/* longest text key */
 	uint8_t len4[33], len6[129];	/* prefix lengths held, longest first */
 	unsigned n4, n6;
+	unsigned char lower[256];	/* tolower() in the locale at build */
+	bool has[AG_F_COUNT];		/* any key of that field */
 	bool exact[AG_F_COUNT];		/* a domain pattern without a dot first */
 	bool suffix[AG_F_COUNT];	/* a ".suffix" pattern */
 	size_t by_field[AG_F_COUNT];
@@ -119,14 +121,19 @@ ascii_lower(unsigned char c)
 	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-/* How the text of KIND compares: as ag_rule_matches() does. */
+/*
+ * How the text of KIND compares: as ag_rule_matches() does.  Addresses
+ * fold as strcasecmp() does, by the locale's tolower(), taken into a
+ * table when the index is built (a call per byte costs more than the
+ * rest of a lookup).
+ */
 static inline unsigned char
-fold(unsigned kind, unsigned char c)
+fold(const struct ag_pindex *x, unsigned kind, unsigned char c)
 {
 	switch (kind) {
 	case AG_F_SENDER:
 	case AG_F_RCPT:
-		return (unsigned char)tolower(c);	/* as strcasecmp() */
+		return x->lower[c];
 	case AG_F_SASL_USER:
 		return c;
 	default:
@@ -142,7 +149,7 @@ hash_text(const struct ag_pindex *x, unsigned kind, const char *s,
 	uint64_t h = h_start(x, kind);
 
 	while (len-- > 0) {
-		h = h_byte(h, fold(kind, (unsigned char)s[len]));
+		h = h_byte(h, fold(x, kind, (unsigned char)s[len]));
 	}
 	return h_final(h);
 }
@@ -169,7 +176,8 @@ hash_cidr(const struct ag_pindex *x, const struct ag_cidr *c)
 
 /* Does entry E hold the key KEY (LEN bytes of text, or a cidr)? */
 static bool
-key_equal(const struct pent *e, const void *key, size_t len)
+key_equal(const struct ag_pindex *x, const struct pent *e, const void *key,
+    size_t len)
 {
 	const struct ag_cidr *a, *b;
 	const unsigned char *s, *t;
@@ -188,7 +196,7 @@ key_equal(const struct pent *e, const void *key, size_t len)
 	s = e->key;
 	t = key;
 	for (i = 0; i < len; i++) {
-		if (fold(e->kind, s[i]) != fold(e->kind, t[i])) {
+		if (fold(x, e->kind, s[i]) != fold(x, e->kind, t[i])) {
 			return false;
 		}
 	}
@@ -378,6 +386,7 @@ note_shapes(struct ag_pindex *x)
 	for (i = 0; i < x->nent; i++) {
 		const struct pent *e = &x->ent[i];
 
+		x->has[e->kind] = true;
 		if (e->kind == AG_F_CLIENT) {
 			c = e->key;
 			if (c->net.family == AF_INET && c->prefix <= 32) {
@@ -471,7 +480,7 @@ ag_pindex_build(const struct ag_rule *rules, size_t n, struct ag_pindex **out)
 {
 	struct ag_pindex *x;
 	struct bent *v = NULL;
-	size_t nv = 0, nchosen = 0;
+	size_t nv = 0, nchosen = 0, i;
 	ag_status st;
 
 	*out = NULL;
@@ -482,6 +491,9 @@ ag_pindex_build(const struct ag_rule *rules, size_t n, struct ag_pindex **out)
 		return AG_NOMEM;
 	}
 	x->seed = new_seed(x);
+	for (i = 0; i < 256; i++) {
+		x->lower[i] = (unsigned char)tolower((int)i);
+	}
 	st = collect(x, rules, n, &v, &nv);
 	if (st == AG_OK) {
 		count_keys(v, nv);
@@ -552,7 +564,7 @@ probe(const struct ag_pindex *x, struct ag_pcand *c, unsigned kind,
 	for (j = x->start[b]; j < x->start[b + 1]; j++) {
 		const struct pent *e = &x->ent[j];
 
-		if (e->h == h && e->kind == kind && key_equal(e, key, len)) {
+		if (e->h == h && e->kind == kind && key_equal(x, e, key, len)) {
 			push(c, e->rule);
 		}
 	}
@@ -574,7 +586,7 @@ probe_domain(const struct ag_pindex *x, struct ag_pcand *c, unsigned kind,
 		if (len - i > x->maxklen) {
 			return;		/* longer than any key */
 		}
-		h = h_byte(h, fold(kind, (unsigned char)d[i]));
+		h = h_byte(h, fold(x, kind, (unsigned char)d[i]));
 		if (d[i] == '.' && i > 0 && x->suffix[kind]) {
 			probe(x, c, kind, h_final(h), d + i, len - i);
 		}
@@ -592,6 +604,9 @@ probe_address(const struct ag_pindex *x, struct ag_pcand *c, unsigned kind,
 	char key[sizeof(a->local) + sizeof(a->domain)];
 	size_t ll, dl;
 
+	if (!x->has[kind]) {
+		return;
+	}
 	if (a->is_null) {
 		probe(x, c, kind, hash_text(x, kind, "<>", 2), "<>", 2);
 		return;
@@ -615,7 +630,7 @@ probe_client(const struct ag_pindex *x, struct ag_pcand *c,
 	size_t bytes = ip_bytes(ip->family);
 	struct ag_cidr k;
 
-	if (bytes == 0) {
+	if (bytes == 0 || n == 0) {
 		return;
 	}
 	memset(&k, 0, sizeof(k));
@@ -694,7 +709,7 @@ ag_pcand_gather(const struct ag_pindex *x, size_t nrules,
 			probe_domain(x, c, AG_F_SENDER_DOMAIN, f->sender->domain);
 		}
 	}
-	if (f->sasl_user != NULL) {
+	if (f->sasl_user != NULL && x->has[AG_F_SASL_USER]) {
 		probe(x, c, AG_F_SASL_USER, hash_text(x, AG_F_SASL_USER,
 		    f->sasl_user, strlen(f->sasl_user)), f->sasl_user,
 		    strlen(f->sasl_user));
