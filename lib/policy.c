@@ -761,6 +761,7 @@ eval_over(const struct ag_policy *p, const struct ag_facts *f,
 	ag_pcand_done(c);
 }
 
+/* Evaluate F through the index: the candidates only, in precedence order. */
 void
 ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
     struct ag_eval *out)
@@ -819,6 +820,7 @@ rates_over(const struct ag_policy *p, const struct ag_facts *f,
 	return n;
 }
 
+/* The rules whose limits apply to F, through the index. */
 size_t
 ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
     const struct ag_rule **out, size_t max)
@@ -832,6 +834,7 @@ ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
 	return rates_over(p, f, &c, out, max);
 }
 
+/* The same without the index: every rule in turn. */
 size_t
 ag_policy_rates_linear(const struct ag_policy *p, const struct ag_facts *f,
     const struct ag_rule **out, size_t max)

@@ -22,9 +22,10 @@
  *                  suffix from a dot, past the first byte (".example.com"
  *                  patterns), compared ASCII case-insensitively as
  *                  ag_domain_match() does;
- *   sender, rcpt   "local@domain", or "<>" for the null sender, compared
- *                  with tolower() as strcasecmp() does in the locale in
- *                  force (authgate never sets one: ASCII);
+ *   sender, rcpt   "local@domain", or "<>" for the null sender, folded
+ *                  with tolower() as strcasecmp() does, in the locale in
+ *                  force when the index is built (authgate never sets
+ *                  one: ASCII);
  *   sasl-user      the name, exactly.
  * Candidates are a superset: each goes through ag_rule_matches(), which
  * alone decides, so keys only need to be found, never to be exact.
@@ -45,7 +46,6 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -91,12 +91,14 @@ struct bent {
 
 /* ---- hashing ------------------------------------------------------------- */
 
+/* The hash state before the first byte of a key of KIND. */
 static inline uint64_t
 h_start(const struct ag_pindex *x, unsigned kind)
 {
 	return (x->seed ^ kind) * FNV_PRIME;
 }
 
+/* One FNV-1a step. */
 static inline uint64_t
 h_byte(uint64_t h, unsigned char c)
 {
@@ -115,6 +117,7 @@ h_final(uint64_t h)
 	return h;
 }
 
+/* A-Z to a-z, nothing else (as ag_domain_match() compares). */
 static inline unsigned char
 ascii_lower(unsigned char c)
 {
@@ -154,12 +157,14 @@ hash_text(const struct ag_pindex *x, unsigned kind, const char *s,
 	return h_final(h);
 }
 
+/* Bytes of address in FAMILY; 0 for none. */
 static size_t
 ip_bytes(int family)
 {
 	return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
 }
 
+/* Hash of a network: its length in bytes, prefix and address bytes. */
 static uint64_t
 hash_cidr(const struct ag_pindex *x, const struct ag_cidr *c)
 {
@@ -237,6 +242,7 @@ weight(const struct ag_match *m)
 	}
 }
 
+/* Order by key (hash, then field), so that equal keys are adjacent. */
 static int
 bent_by_key(const void *a, const void *b)
 {
@@ -248,6 +254,7 @@ bent_by_key(const void *a, const void *b)
 	return (int)x->e.kind - (int)y->e.kind;
 }
 
+/* Order by rule, then field. */
 static int
 bent_by_rule(const void *a, const void *b)
 {
@@ -475,6 +482,7 @@ new_seed(const void *salt)
 	    (uint64_t)(uintptr_t)salt);
 }
 
+/* Build the index of RULES (see policy_index.h). */
 ag_status
 ag_pindex_build(const struct ag_rule *rules, size_t n, struct ag_pindex **out)
 {
@@ -511,6 +519,7 @@ ag_pindex_build(const struct ag_rule *rules, size_t n, struct ag_pindex **out)
 	return AG_OK;
 }
 
+/* Free an index; NULL is fine. */
 void
 ag_pindex_free(struct ag_pindex *x)
 {
@@ -647,6 +656,7 @@ probe_client(const struct ag_pindex *x, struct ag_pcand *c,
 	}
 }
 
+/* qsort order of rule indices. */
 static int
 u32_cmp(const void *a, const void *b)
 {
@@ -681,6 +691,7 @@ sort_unique(struct ag_pcand *c)
 	c->n = j;
 }
 
+/* Probe every key the facts give; sorted, unique candidates in C. */
 void
 ag_pcand_gather(const struct ag_pindex *x, size_t nrules,
     const struct ag_facts *f, struct ag_pcand *c)
@@ -723,6 +734,7 @@ ag_pcand_gather(const struct ag_pindex *x, size_t nrules,
 	}
 }
 
+/* Merge the indexed candidates with the always-tried rules, in order. */
 bool
 ag_pcand_next(struct ag_pcand *c, size_t *i)
 {
@@ -748,6 +760,7 @@ ag_pcand_next(struct ag_pcand *c, size_t *i)
 	return true;
 }
 
+/* Free a candidate buffer that grew onto the heap. */
 void
 ag_pcand_done(struct ag_pcand *c)
 {
@@ -758,6 +771,7 @@ ag_pcand_done(struct ag_pcand *c)
 	c->n = 0;
 }
 
+/* Counts and sizes for tests and benchmarks. */
 void
 ag_pindex_stats(const struct ag_pindex *x, struct ag_pindex_stats *s)
 {
