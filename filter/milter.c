@@ -26,11 +26,22 @@ static struct ag_engine *engine;
 struct mconn {
 	unsigned long noreply;	/* SMFIP_NR_* agreed at negotiation */
 	bool leadspc;		/* SMFIP_HDR_LEADSPC agreed */
+	bool held;		/* PENDING holds the message's answer */
+	struct ag_verdict pending;
 	struct ag_conn *conn;
 };
 
-/* Steps whose answer is always "continue": the MTA need not wait. */
-#define AG_NOREPLY_STEPS (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_HDR)
+/*
+ * Steps the MTA need not wait for.  Connect and HELO always continue.
+ * Header fields, end of headers and body chunks may end the message (a
+ * size limit, no memory), but neither Postfix nor Sendmail can refuse a
+ * message before the client has sent all of DATA, so such an answer is
+ * held and given at end of message (see held_answer), where it changes
+ * nothing the client sees.  No reply to wait for saves the MTA a round
+ * trip per step, and us a write.
+ */
+#define AG_NOREPLY_STEPS (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_HDR | \
+	SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 /*
  * The no-reply flags of the last negotiation.  A connection that follows
@@ -129,6 +140,47 @@ no_conn(SMFICTX *ctx)
 	return reply(ctx, &v);
 }
 
+/*
+ * The answer to a step of the message content (STEP: SMFIP_NR_HDR, _EOH
+ * or _BODY).  When the MTA agreed not to wait for that step, a final
+ * verdict is kept for end of message (the first one counts: the message
+ * ended there) and the MTA gets no reply now.
+ */
+static sfsistat
+content_reply(SMFICTX *ctx, unsigned long step, const struct ag_verdict *v)
+{
+	struct mconn *m = smfi_getpriv(ctx);
+
+	if (m == NULL || (m->noreply & step) == 0) {
+		return reply(ctx, v);
+	}
+	if (ag_verdict_is_final(v) && !m->held) {
+		m->pending = *v;
+		m->held = true;
+	}
+	return SMFIS_NOREPLY;
+}
+
+/* The message already has its answer (held): NULL, else the record. */
+static struct mconn *
+held_answer(SMFICTX *ctx)
+{
+	struct mconn *m = smfi_getpriv(ctx);
+
+	return m != NULL && m->held ? m : NULL;
+}
+
+/* A new message (or none): nothing held. */
+static void
+held_clear(SMFICTX *ctx)
+{
+	struct mconn *m = smfi_getpriv(ctx);
+
+	if (m != NULL) {
+		m->held = false;
+	}
+}
+
 static sfsistat
 cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     unsigned long f2, unsigned long f3, unsigned long *pf0,
@@ -211,6 +263,7 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	struct ag_conn *c = conn_of(ctx);
 	struct ag_verdict v;
 
+	held_clear(ctx);
 	if (c == NULL) {
 		return no_conn(ctx);
 	}
@@ -240,11 +293,14 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 	struct ag_conn *c = conn_of(ctx);
 	struct ag_verdict v;
 
+	if (held_answer(ctx) != NULL) {
+		return maybe_noreply(ctx, SMFIP_NR_HDR, SMFIS_CONTINUE);
+	}
 	if (c == NULL) {
 		return maybe_noreply(ctx, SMFIP_NR_HDR, no_conn(ctx));
 	}
 	ag_conn_header(c, name, value, &v);
-	return maybe_noreply(ctx, SMFIP_NR_HDR, reply(ctx, &v));
+	return content_reply(ctx, SMFIP_NR_HDR, &v);
 }
 
 static sfsistat
@@ -253,12 +309,21 @@ cb_eoh(SMFICTX *ctx)
 	struct ag_conn *c = conn_of(ctx);
 	struct ag_verdict v;
 
+	struct mconn *h = held_answer(ctx);
+
+	if (h != NULL) {
+		if ((h->noreply & SMFIP_NR_EOH) != 0) {
+			return SMFIS_NOREPLY;
+		}
+		h->held = false;
+		return reply(ctx, &h->pending);
+	}
 	if (c == NULL) {
-		return no_conn(ctx);
+		return maybe_noreply(ctx, SMFIP_NR_EOH, no_conn(ctx));
 	}
 	note_qid(ctx, c);
 	ag_conn_eoh(c, &v);
-	return reply(ctx, &v);
+	return content_reply(ctx, SMFIP_NR_EOH, &v);
 }
 
 static sfsistat
@@ -267,11 +332,14 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 	struct ag_conn *c = conn_of(ctx);
 	struct ag_verdict v;
 
+	if (held_answer(ctx) != NULL) {
+		return maybe_noreply(ctx, SMFIP_NR_BODY, SMFIS_CONTINUE);
+	}
 	if (c == NULL) {
-		return no_conn(ctx);
+		return maybe_noreply(ctx, SMFIP_NR_BODY, no_conn(ctx));
 	}
 	ag_conn_body(c, buf, len, &v);
-	return reply(ctx, &v);
+	return content_reply(ctx, SMFIP_NR_BODY, &v);
 }
 
 /*
@@ -322,10 +390,16 @@ static sfsistat
 cb_eom(SMFICTX *ctx)
 {
 	struct ag_conn *c = conn_of(ctx);
+	struct mconn *h = held_answer(ctx);
 	const struct ag_edit *ed;
 	struct ag_verdict v;
 	size_t n;
 
+	if (h != NULL) {
+		/* the message ended at a step that got no reply: logged then */
+		h->held = false;
+		return reply(ctx, &h->pending);
+	}
 	if (c == NULL) {
 		return no_conn(ctx);
 	}
@@ -342,6 +416,7 @@ cb_eom(SMFICTX *ctx)
 static sfsistat
 cb_abort(SMFICTX *ctx)
 {
+	held_clear(ctx);
 	ag_conn_abort(conn_of(ctx));
 	return SMFIS_CONTINUE;
 }

@@ -70,6 +70,7 @@
 #include "dkim.h"
 #include "dkimlen.h"
 #include "dkimtag.h"
+#include "log.h"
 
 /* Only fills the timeval libopendkim hands our waitreply hook, which has
  * nothing to wait for: the message's deadline bounds the lookups. */
@@ -642,7 +643,12 @@ ag_dkim_new(struct ag_dns *dns, struct ag_dkim **out, char *err,
 void
 ag_dkim_free(struct ag_dkim *k)
 {
+	unsigned long hits, misses;
+
 	if (k != NULL) {
+		ag_dkim_pkey_stats(&hits, &misses);
+		ag_log_debug("DKIM public keys: %lu decoded, %lu reused",
+		    misses, hits);
 		dkim_close(k->lib);	/* no close hook: leaves k->dns alone */
 		free(k);
 	}

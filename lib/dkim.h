@@ -40,6 +40,12 @@ enum ag_dkim_res {
 
 const char *ag_dkim_res_name(enum ag_dkim_res r);	/* "pass", ... */
 
+/*
+ * Public keys decoded for verification are kept and shared between
+ * messages (lib/dkimpkey.c); how often one was found there, and not.
+ */
+void ag_dkim_pkey_stats(unsigned long *hits, unsigned long *misses);
+
 /* One signature's outcome; every text is printable ASCII, bounded. */
 struct ag_dkim_result {
 	enum ag_dkim_res result;

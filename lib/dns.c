@@ -41,6 +41,7 @@
 #include <unbound.h>
 
 #include "dns.h"
+#include "dnscache.h"
 #include "log.h"
 
 /* RFC 1035 2.3.4: 255 octets on the wire, so 253 characters in
@@ -68,7 +69,8 @@ struct ag_dns {
 	pthread_t dispatcher;
 	bool running;			/* dispatcher started */
 	atomic_bool broken;		/* the dispatcher lost libunbound */
-	atomic_uint_fast64_t queries, timeouts, failures;
+	struct ag_dns_cache *cache;	/* answers kept for their TTL */
+	atomic_uint_fast64_t queries, timeouts, failures, cached;
 };
 
 /* One query in flight, shared by the waiter and dns_answer(). */
@@ -404,6 +406,12 @@ ag_dns_new(const struct ag_dns_opts *opts, struct ag_dns **out, char *err,
 	atomic_init(&d->queries, 0);
 	atomic_init(&d->timeouts, 0);
 	atomic_init(&d->failures, 0);
+	atomic_init(&d->cached, 0);
+	if ((d->cache = ag_dns_cache_new()) == NULL) {
+		dns_err(err, errlen, "out of memory");
+		free(d);
+		return AG_NOMEM;
+	}
 	st = dns_ctx_setup(d, opts != NULL ? opts->servers : NULL, err, errlen);
 	if (st == AG_OK) {
 		st = dns_sync_setup(d, err, errlen);
@@ -445,6 +453,7 @@ ag_dns_free(struct ag_dns *d)
 		pthread_condattr_destroy(&d->cattr);
 		pthread_mutex_destroy(&d->mu);
 	}
+	ag_dns_cache_free(d->cache);
 	free(d);
 }
 
@@ -461,6 +470,7 @@ ag_dns_add_local(struct ag_dns *d, const char *rr)
 	}
 	/* libunbound answers UB_NOMEM for a syntax error too */
 	rc = ub_ctx_data_add(d->ctx, rr);
+	ag_dns_cache_clear(d->cache);	/* answers kept may be other now */
 	return rc == 0 ? AG_OK : AG_INVALID;
 }
 
@@ -474,6 +484,7 @@ ag_dns_add_local_zone(struct ag_dns *d, const char *zone, const char *type)
 		return AG_INVALID;
 	}
 	rc = ub_ctx_zone_add(d->ctx, zone, type);
+	ag_dns_cache_clear(d->cache);
 	if (rc == 0) {
 		return AG_OK;
 	}
@@ -846,6 +857,10 @@ ag_dns_query(struct ag_dns *d, const char *name, int type,
 		return dns_count(d, AG_TEMPFAIL, false);
 	}
 	now = ag_dns_now_ms();
+	if (ag_dns_cache_get(d->cache, name, type, now, &st, out)) {
+		atomic_fetch_add_explicit(&d->cached, 1, memory_order_relaxed);
+		return st;
+	}
 	until = now + d->timeout_ms;
 	if (deadline_ms != 0 && deadline_ms < until) {
 		until = deadline_ms;
@@ -864,6 +879,9 @@ ag_dns_query(struct ag_dns *d, const char *name, int type,
 	req->d = d;
 	req->type = type;
 	st = dns_run(d, req, name, until, out, &timedout);
+	if (st == AG_OK || st == AG_NOTFOUND) {
+		ag_dns_cache_put(d->cache, name, type, ag_dns_now_ms(), st, *out);
+	}
 	return dns_count(d, st, timedout);
 }
 
@@ -881,4 +899,5 @@ ag_dns_stats(struct ag_dns *d, struct ag_dns_stats *out)
 	out->queries = atomic_load(&d->queries);
 	out->timeouts = atomic_load(&d->timeouts);
 	out->failures = atomic_load(&d->failures);
+	out->cached = atomic_load(&d->cached);
 }

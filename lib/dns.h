@@ -2,7 +2,9 @@
  * dns.h - the daemon's one resolver: libunbound with its TTL-honouring
  * cache, forwarders from the config (tests point it at a loopback port),
  * and a deadline on every query so that a slow or dead server becomes a
- * temporary error, never a hang.
+ * temporary error, never a hang.  Answers with a TTL are also kept in a
+ * table of our own in front of libunbound (lib/dnscache.h), so a name
+ * asked again does not travel to libunbound's thread and back.
  *
  * Queries run asynchronously inside libunbound; a dispatcher thread owned
  * by the resolver delivers the answers, and each caller waits for its own
@@ -124,10 +126,11 @@ ag_status ag_dns_txt_join(const struct ag_dns_rr *rr, char *out,
 /*
  * Counters for logs and metrics: queries asked (valid names), queries
  * given up at their deadline, and other TEMPFAIL, PERMFAIL and NOMEM
- * answers.
+ * answers; of the queries, those answered from the resolver's own table
+ * of answers (lib/dnscache.c, in front of libunbound's cache).
  */
 struct ag_dns_stats {
-	uint64_t queries, timeouts, failures;
+	uint64_t queries, timeouts, failures, cached;
 };
 void ag_dns_stats(struct ag_dns *d, struct ag_dns_stats *out);
 

@@ -5,9 +5,11 @@
  *
  * A snapshot (struct ag_policy) owns its rules, sorted by priority then
  * id, and is never modified after ag_policy_new(): any number of threads
- * may evaluate it at once.  Evaluation is a linear scan; the per-rule
- * field masks kept beside the rules are where an index by field (client
- * networks, sender domains) would hang later.
+ * may evaluate it at once.  Evaluation tries only the rules that the
+ * index (policy_index.c) finds for the facts, plus the rules it cannot
+ * index, in precedence order; each goes through ag_rule_matches(), so
+ * the outcome is that of a scan of every rule (ag_policy_eval_linear(),
+ * kept for tests and benchmarks), without its cost per rule.
  *
  * The null sender: it has no address and no domain.  A sender-domain
  * condition never matches it; a sender condition matches it only when
@@ -29,6 +31,7 @@
 #include <strings.h>
 
 #include "policy.h"
+#include "policy_index.h"
 
 /* SASL user names: RFC 4616 allows 255 octets for authcid. */
 #define AG_SASL_USER_MAX 255
@@ -37,7 +40,15 @@ struct ag_policy {
 	size_t n;
 	struct ag_rule *rules;	/* sorted: priority asc, then id asc */
 	unsigned *fields;	/* per rule: bit (1 << field) per condition */
+	struct ag_pindex *index;	/* built last, from the sorted rules */
+	struct by_id *by_id;	/* ids ascending, for ag_policy_find() */
 	bool spf_per_rcpt;	/* see ag_policy_spf_per_rcpt() */
+};
+
+/* A rule's id and its place in precedence order. */
+struct by_id {
+	int64_t id;
+	size_t i;
 };
 
 #define RCPT_FIELDS ((1u << AG_F_RCPT) | (1u << AG_F_RCPT_DOMAIN))
@@ -533,6 +544,18 @@ rule_cmp(const void *a, const void *b)
 	return 0;
 }
 
+/* Id ascending, then precedence (the first of equal ids is found). */
+static int
+by_id_cmp(const void *a, const void *b)
+{
+	const struct by_id *x = a, *y = b;
+
+	if (x->id != y->id) {
+		return x->id < y->id ? -1 : 1;
+	}
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
 /* Build a snapshot; owns RULES from the start, also on failure. */
 ag_status
 ag_policy_new(struct ag_rule *rules, size_t nrules, struct ag_policy **out)
@@ -580,6 +603,19 @@ ag_policy_new(struct ag_rule *rules, size_t nrules, struct ag_policy **out)
 			p->spf_per_rcpt = true;
 		}
 	}
+	if ((p->by_id = calloc(p->n ? p->n : 1, sizeof(*p->by_id))) == NULL) {
+		ag_policy_free(p);
+		return AG_NOMEM;
+	}
+	for (i = 0; i < p->n; i++) {
+		p->by_id[i] = (struct by_id){ p->rules[i].id, i };
+	}
+	qsort(p->by_id, p->n, sizeof(*p->by_id), by_id_cmp);
+	st = ag_pindex_build(p->rules, p->n, &p->index);
+	if (st != AG_OK) {
+		ag_policy_free(p);
+		return st;
+	}
 	*out = p;
 	return AG_OK;
 fail:
@@ -604,6 +640,8 @@ ag_policy_free(struct ag_policy *p)
 	}
 	free(p->rules);
 	free(p->fields);
+	ag_pindex_free(p->index);
+	free(p->by_id);
 	free(p);
 }
 
@@ -659,12 +697,11 @@ setting_init(struct ag_setting *s)
 	s->trial_rule_id = 0;
 }
 
-/* First matching enabled rule not in dry run that sets a setting decides it. */
-void
-ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
-    struct ag_eval *out)
+/* No rule has decided anything yet. */
+static void
+eval_init(struct ag_eval *out)
 {
-	size_t i, k;
+	size_t k;
 
 	setting_init(&out->max_size);
 	setting_init(&out->max_rcpts);
@@ -676,55 +713,96 @@ ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
 	setting_init(&out->dmarc_check);
 	setting_init(&out->dmarc_enforce);
 	out->nmatched = 0;
+}
+
+/* Could rule I match F at all?  Disabled rules and rcpt rules without one
+ * are skipped before the conditions are read. */
+static inline bool
+rule_eligible(const struct ag_policy *p, size_t i, const struct ag_facts *f)
+{
+	return p->rules[i].enabled &&
+	    (f->rcpt != NULL || (p->fields[i] & RCPT_FIELDS) == 0) &&
+	    ag_rule_matches(&p->rules[i], f);
+}
+
+/* Matching rule R takes every setting no earlier rule decided. */
+static void
+eval_take(const struct ag_rule *r, struct ag_eval *out)
+{
+	size_t k;
+
+	out->nmatched++;
+	setting_take(&out->max_size, r->max_size, r);
+	setting_take(&out->max_rcpts, r->max_rcpts, r);
+	for (k = 0; k < AG_SPF_NRESULTS; k++) {
+		setting_take(&out->spf_disp[k], r->spf_disp[k], r);
+	}
+	setting_take(&out->spf_check, r->spf_check, r);
+	setting_take(&out->dkim_require, r->dkim_require, r);
+	setting_take(&out->dmarc_check, r->dmarc_check, r);
+	setting_take(&out->dmarc_enforce, r->dmarc_enforce, r);
+}
+
+/*
+ * The rules C yields for F, in precedence order; the first matching
+ * enabled rule not in dry run that sets a setting decides it.
+ */
+static void
+eval_over(const struct ag_policy *p, const struct ag_facts *f,
+    struct ag_pcand *c, struct ag_eval *out)
+{
+	size_t i;
+
+	while (ag_pcand_next(c, &i)) {
+		if (rule_eligible(p, i, f)) {
+			eval_take(&p->rules[i], out);
+		}
+	}
+	ag_pcand_done(c);
+}
+
+/* Evaluate F through the index: the candidates only, in precedence order. */
+void
+ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
+    struct ag_eval *out)
+{
+	struct ag_pcand c;
+
+	eval_init(out);
 	if (p == NULL || f == NULL) {
 		return;
 	}
-	for (i = 0; i < p->n; i++) {
-		const struct ag_rule *r = &p->rules[i];
-
-		if (!r->enabled) {
-			continue;
-		}
-		/* Cheap pre-check: recipient conditions need a recipient. */
-		if (f->rcpt == NULL && (p->fields[i] & RCPT_FIELDS) != 0) {
-			continue;
-		}
-		if (!ag_rule_matches(r, f)) {
-			continue;
-		}
-		out->nmatched++;
-		setting_take(&out->max_size, r->max_size, r);
-		setting_take(&out->max_rcpts, r->max_rcpts, r);
-		for (k = 0; k < AG_SPF_NRESULTS; k++) {
-			setting_take(&out->spf_disp[k], r->spf_disp[k], r);
-		}
-		setting_take(&out->spf_check, r->spf_check, r);
-		setting_take(&out->dkim_require, r->dkim_require, r);
-		setting_take(&out->dmarc_check, r->dmarc_check, r);
-		setting_take(&out->dmarc_enforce, r->dmarc_enforce, r);
-	}
+	ag_pcand_gather(p->index, p->n, f, &c);
+	eval_over(p, f, &c, out);
 }
 
-/* Rules with limits, down to the first enforced exemption. */
-size_t
-ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
-    const struct ag_rule **out, size_t max)
+/* The same without the index: every rule in turn. */
+void
+ag_policy_eval_linear(const struct ag_policy *p, const struct ag_facts *f,
+    struct ag_eval *out)
+{
+	struct ag_pcand c;
+
+	eval_init(out);
+	if (p == NULL || f == NULL) {
+		return;
+	}
+	ag_pcand_gather(NULL, p->n, f, &c);
+	eval_over(p, f, &c, out);
+}
+
+/* Rules with limits among those C yields, down to the first enforced
+ * exemption. */
+static size_t
+rates_over(const struct ag_policy *p, const struct ag_facts *f,
+    struct ag_pcand *c, const struct ag_rule **out, size_t max)
 {
 	size_t i, n = 0;
 
-	if (p == NULL || f == NULL) {
-		return 0;
-	}
-	for (i = 0; i < p->n; i++) {
+	while (ag_pcand_next(c, &i)) {
 		const struct ag_rule *r = &p->rules[i];
 
-		if (!r->enabled || (r->nrate == 0 && !r->exempt)) {
-			continue;
-		}
-		if (f->rcpt == NULL && (p->fields[i] & RCPT_FIELDS) != 0) {
-			continue;
-		}
-		if (!ag_rule_matches(r, f)) {
+		if ((r->nrate == 0 && !r->exempt) || !rule_eligible(p, i, f)) {
 			continue;
 		}
 		if (r->nrate > 0) {
@@ -738,19 +816,63 @@ ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
 			break;
 		}
 	}
+	ag_pcand_done(c);
 	return n;
 }
 
-/* Linear: used by the counters listing, not per message. */
+/* The rules whose limits apply to F, through the index. */
+size_t
+ag_policy_rates(const struct ag_policy *p, const struct ag_facts *f,
+    const struct ag_rule **out, size_t max)
+{
+	struct ag_pcand c;
+
+	if (p == NULL || f == NULL) {
+		return 0;
+	}
+	ag_pcand_gather(p->index, p->n, f, &c);
+	return rates_over(p, f, &c, out, max);
+}
+
+/* The same without the index: every rule in turn. */
+size_t
+ag_policy_rates_linear(const struct ag_policy *p, const struct ag_facts *f,
+    const struct ag_rule **out, size_t max)
+{
+	struct ag_pcand c;
+
+	if (p == NULL || f == NULL) {
+		return 0;
+	}
+	ag_pcand_gather(NULL, p->n, f, &c);
+	return rates_over(p, f, &c, out, max);
+}
+
+/* The snapshot's index, for tests and benchmarks. */
+const struct ag_pindex *
+ag_policy_index(const struct ag_policy *p)
+{
+	return p != NULL ? p->index : NULL;
+}
+
+/* Binary search: the counters listing looks up a rule per key. */
 const struct ag_rule *
 ag_policy_find(const struct ag_policy *p, int64_t id)
 {
-	size_t i;
+	size_t lo = 0, hi, mid;
 
-	for (i = 0; p != NULL && i < p->n; i++) {
-		if (p->rules[i].id == id) {
-			return &p->rules[i];
+	if (p == NULL) {
+		return NULL;
+	}
+	hi = p->n;
+	while (lo < hi) {	/* the first entry with an id >= ID */
+		mid = lo + (hi - lo) / 2;
+		if (p->by_id[mid].id < id) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
 		}
 	}
-	return NULL;
+	return lo < p->n && p->by_id[lo].id == id ? &p->rules[p->by_id[lo].i] :
+	    NULL;
 }

@@ -21,7 +21,10 @@
  * conditions are skipped.
  *
  * A struct ag_policy is an immutable snapshot built from the store;
- * evaluation only reads it and is thread-safe.
+ * evaluation only reads it and is thread-safe.  The snapshot indexes its
+ * rules by condition values (policy_index.c): an evaluation tries the
+ * rules the facts can match and the rules without an indexable condition,
+ * so its cost does not grow with the number of rules.
  */
 #ifndef AG_POLICY_H
 #define AG_POLICY_H
@@ -229,7 +232,10 @@ bool ag_policy_spf_per_rcpt(const struct ag_policy *p);
 /* Does RULE match FACTS (ignoring enabled)? */
 bool ag_rule_matches(const struct ag_rule *r, const struct ag_facts *f);
 
-/* Evaluate FACTS against every enabled rule, in precedence order. */
+/*
+ * Evaluate FACTS against every enabled rule, in precedence order (as if;
+ * rules the index rules out are not read).
+ */
 void ag_policy_eval(const struct ag_policy *p, const struct ag_facts *f,
     struct ag_eval *out);
 

@@ -113,6 +113,65 @@ def real_size_over_limit_rejected_at_eom():
 
 
 @suite.case
+def content_steps_are_not_waited_for():
+    """Postfix offers no-reply for header, end-of-headers and body steps;
+    the daemon takes it (one round trip less per step).  A size refusal
+    found in the body is then held and given at end of message (an MTA
+    cannot refuse before the end of DATA anyway), once, with the rest of
+    the body ignored.  An MTA that does not offer no-reply gets it at the
+    body chunk, as before."""
+    import milterclient
+    c = ag().client()
+    ver, actions, proto = c.negotiate()
+    for name in ("NR_HDR", "NR_EOH", "NR_BODY"):
+        check("daemon asks for SMFIP_%s" % name,
+              proto & getattr(milterclient, "SMFIP_" + name) != 0, got=hex(proto))
+    c.close()
+    mark = ag().log_mark()
+    qid = new_qid()
+    c = open_session(ag())
+    c.set_queue_id(qid)
+    h, b = agtest.make_message("held", size=150000, sender="a@size.example")
+    check("MAIL", c.mail("<a@size.example>").passes)
+    check("RCPT", c.rcpt("<bob@example.net>").passes)
+    c.data()
+    for k, v in h:
+        c.header(k, v)
+    check_eq("end of headers: no reply", c.eoh().name, "noreply")
+    check_eq("150 KB body (3 chunks, over 10k in the first): no reply",
+             c.body(b).name, "noreply")
+    mods, r = c.eom()
+    check("end of message: 552 5.3.4", is_552(r), got=r)
+    check_eq("no header edits with the refusal", mods, [])
+    check_decision(ag(), qid, "reject", rule=rule("size"), since=mark)
+    lines = [ln for ln in ag().log_lines() if qid + ":" in ln]
+    check_eq("one log line for the message", len(lines), 1, detail=lines)
+    check("no protocol error for the chunks after the refusal",
+          not any("protocol" in ln for ln in ag().log_lines()),
+          detail=ag().log_lines()[-20:])
+    # the same connection goes on with the next message
+    c.abort()
+    h, b = agtest.make_message("after held", size=2000, sender="a@size.example")
+    t = c.transaction("<a@size.example>", ["<bob@example.net>"], h, b)
+    check("next message on the connection accepted", t.accepted, got=t)
+    c.quit()
+    # an MTA that offers no no-reply flags: libmilter offers them to the
+    # daemon anyway and answers "continue" in its place, so the refusal
+    # comes at end of message there too, and the message is refused once
+    c = ag().client()
+    c.negotiate(protocol=milterclient.POSTFIX_PROTOCOL & ~(
+        milterclient.SMFIP_NR_HDR | milterclient.SMFIP_NR_EOH | milterclient.SMFIP_NR_BODY |
+        milterclient.SMFIP_NR_CONN | milterclient.SMFIP_NR_HELO))
+    c.connect("client.example", "4", 40000, "192.0.2.10")
+    c.helo("client.example")
+    h, b = agtest.make_message("no nr", size=150000, sender="a@size.example")
+    t = c.transaction("<a@size.example>", ["<bob@example.net>"], h, b)
+    check("without no-reply: continue to the body, 552 5.3.4 at end of message",
+          t.stage == "eom" and is_552(t.final) and t.mods == [], got=t)
+    c.quit()
+
+
+@suite.case
 def size_param_understated():
     t = send("<a@size.example>", 20000, mail_args=["SIZE=100"])
     check("SIZE=100 but 20 KB sent: 552 5.3.4 in body or at end of message",

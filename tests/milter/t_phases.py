@@ -328,4 +328,39 @@ def garbage_bytes_close_only_that_connection():
     good.quit()
 
 
+@suite.case
+def end_of_message_over_tcp_is_not_held_by_nagle():
+    """The edits and the verdict of end of message are separate writes.
+    With Nagle's algorithm on the daemon's TCP socket the verdict waited
+    for the client's delayed ACK of the edits: 40 ms a message."""
+    import time
+    c = ag().client()
+    c.session()
+    took, nmods = [], []
+    for i in range(15):
+        t = c.transaction(headers=message("nagle %d" % i)[0],
+                          body=message()[1])
+        check("message %d accepted" % i, t.final.kind in ("accept", "continue"),
+              got=t.final)
+        t0 = time.monotonic()
+        c.mail("<alice@example.org>")
+        c.rcpt("<bob@example.net>")
+        c.data()
+        for k, v in message("nagle timed %d" % i)[0]:
+            c.header(k, v)
+        c.eoh()
+        c.body(message()[1])
+        start = time.monotonic()
+        mods, r = c.eom()
+        took.append(time.monotonic() - start)
+        nmods.append(len(mods))
+        check("timed message %d accepted" % i, r.kind in ("accept", "continue"), got=r)
+    check("end of message came with header edits (more than one write)",
+          min(nmods) >= 1, got=nmods)
+    took.sort()
+    check("median end-of-message reply under 15 ms over TCP",
+          took[len(took) // 2] < 0.015, got=["%.1f ms" % (x * 1000) for x in took])
+    c.quit()
+
+
 suite.run()

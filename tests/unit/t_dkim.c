@@ -23,6 +23,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "dkim.h"
 #include "dns.h"
@@ -818,6 +822,70 @@ test_threads(void **state)
 	free(msg);
 }
 
+/*
+ * lib/dkimpkey.c: libopendkim's d2i_PUBKEY_bio() is ours.  The same DER
+ * gives the same decoded key (one more reference), other DER another
+ * key, garbage nothing; a BIO that is not memory is read too.
+ */
+static void
+test_pkey_cache(void **state)
+{
+	EVP_PKEY *gen[2] = { NULL, NULL }, *k1, *k2, *k3, *k4;
+	unsigned char *der[2] = { NULL, NULL };
+	int len[2];
+	unsigned long h0, m0, h1, m1;
+	BIO *b;
+	int fds[2];
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		gen[i] = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		assert_non_null(gen[i]);
+		len[i] = i2d_PUBKEY(gen[i], &der[i]);
+		assert_true(len[i] > 0);
+	}
+	ag_dkim_pkey_stats(&h0, &m0);
+	b = BIO_new_mem_buf(der[0], len[0]);
+	k1 = d2i_PUBKEY_bio(b, NULL);
+	assert_non_null(k1);
+	assert_int_equal(BIO_pending(b), 0);	/* consumed */
+	BIO_free(b);
+	b = BIO_new_mem_buf(der[0], len[0]);
+	k2 = d2i_PUBKEY_bio(b, NULL);
+	BIO_free(b);
+	assert_ptr_equal(k1, k2);
+	assert_int_equal(EVP_PKEY_eq(k1, gen[0]), 1);
+	ag_dkim_pkey_stats(&h1, &m1);
+	assert_int_equal(h1 - h0, 1);
+	assert_int_equal(m1 - m0, 1);
+	b = BIO_new_mem_buf(der[1], len[1]);
+	k3 = d2i_PUBKEY_bio(b, NULL);
+	BIO_free(b);
+	assert_non_null(k3);
+	assert_ptr_not_equal(k3, k1);
+	assert_int_equal(EVP_PKEY_eq(k3, gen[1]), 1);
+	b = BIO_new_mem_buf("\x30\x03garbage", 10);
+	assert_null(d2i_PUBKEY_bio(b, NULL));
+	BIO_free(b);
+	/* a pipe: not a memory BIO */
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(write(fds[1], der[1], (size_t)len[1]), len[1]);
+	close(fds[1]);
+	b = BIO_new_fd(fds[0], BIO_CLOSE);
+	k4 = d2i_PUBKEY_bio(b, NULL);
+	BIO_free(b);
+	assert_non_null(k4);
+	assert_int_equal(EVP_PKEY_eq(k4, gen[1]), 1);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);	/* the cache holds its own reference */
+	EVP_PKEY_free(k3);
+	EVP_PKEY_free(k4);
+	for (int i = 0; i < 2; i++) {
+		EVP_PKEY_free(gen[i]);
+		OPENSSL_free(der[i]);
+	}
+}
+
 int
 main(void)
 {
@@ -832,6 +900,7 @@ main(void)
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_api),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_pkey_cache),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "dns.h"
+#include "dnscache.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -729,6 +730,156 @@ test_local_more(void **state)
 	ag_dns_free(d);
 }
 
+/* ==== the table of answers in front of libunbound ==================== */
+
+/* Answers with a TTL are served from the table: the same data, the TTL
+ * left; names compare without case or the trailing dot; TTL 0 is never
+ * kept; new local data empties the table. */
+static void
+test_cache_resolver(void **state)
+{
+	struct ag_dns *d = local_resolver();
+	struct ag_dns_result *a, *b;
+	struct ag_dns_stats st0, st1;
+
+	(void)state;
+	check_status("add", ag_dns_add_local(d,
+	    "c.test. 300 IN TXT \"v=spf1 -all\""), AG_OK);
+	check_status("add ttl 0", ag_dns_add_local(d, "z.test. 0 IN A 192.0.2.3"),
+	    AG_OK);
+	ag_dns_stats(d, &st0);
+	a = query_want(d, "first", "c.test", AG_DNS_TXT, 0, AG_OK);
+	b = query_want(d, "again", "C.Test.", AG_DNS_TXT, 0, AG_OK);
+	ag_dns_stats(d, &st1);
+	assert_int_equal(st1.queries - st0.queries, 2);
+	assert_int_equal(st1.cached - st0.cached, 1);
+	assert_int_equal(b->n, 1);
+	assert_int_equal(b->rr[0].len, a->rr[0].len);
+	assert_memory_equal(b->rr[0].data, a->rr[0].data, a->rr[0].len);
+	assert_int_equal(b->packet_len, a->packet_len);
+	assert_memory_equal(b->packet, a->packet, a->packet_len);
+	assert_true(b->ttl > 0 && b->ttl <= 300);
+	ag_dns_result_free(a);
+	ag_dns_result_free(b);
+	/* another type of the same name is another answer */
+	expect(d, "A of c", "c.test", AG_DNS_A, 0, AG_NOTFOUND);
+	ag_dns_stats(d, &st0);
+	assert_int_equal(st0.cached, st1.cached);
+	/* TTL 0: asked every time */
+	expect(d, "ttl 0", "z.test", AG_DNS_A, 0, AG_OK);
+	expect(d, "ttl 0 again", "z.test", AG_DNS_A, 0, AG_OK);
+	ag_dns_stats(d, &st1);
+	assert_int_equal(st1.cached, st0.cached);
+	/* new data is seen at once */
+	check_status("add more", ag_dns_add_local(d,
+	    "c.test. 300 IN TXT \"second\""), AG_OK);
+	a = query_want(d, "after add", "c.test", AG_DNS_TXT, 0, AG_OK);
+	assert_int_equal(a->n, 2);
+	ag_dns_result_free(a);
+	ag_dns_stats(d, &st0);
+	assert_int_equal(st0.cached, st1.cached);
+	ag_dns_free(d);
+}
+
+/* An answer of N TXT records of LEN bytes each, built by hand. */
+static struct ag_dns_result *
+fake_answer(size_t n, size_t len, unsigned ttl)
+{
+	struct ag_dns_result *r;
+	uint8_t *p;
+
+	r = calloc(1, sizeof(*r) + n * (sizeof(struct ag_dns_rr) + len) + 12);
+	assert_non_null(r);
+	r->n = n;
+	r->ttl = ttl;
+	r->rr = n > 0 ? (struct ag_dns_rr *)(r + 1) : NULL;
+	p = (uint8_t *)(r + 1) + n * sizeof(struct ag_dns_rr);
+	for (size_t i = 0; i < n; i++) {
+		memset(p, 'a' + (int)i, len);
+		r->rr[i].data = p;
+		r->rr[i].len = len;
+		p += len;
+	}
+	memset(p, 0x42, 12);
+	r->packet = p;
+	r->packet_len = 12;
+	return r;
+}
+
+/* lib/dnscache.c on its own, with the clock given: expiry, the TTL cap,
+ * the size cap, statuses, replacement and clearing. */
+static void
+test_cache_table(void **state)
+{
+	struct ag_dns_cache *c = ag_dns_cache_new();
+	struct ag_dns_result *r, *got = NULL;
+	ag_status st = AG_INVALID;
+
+	(void)state;
+	assert_non_null(c);
+	r = fake_answer(2, 10, 2);
+	ag_dns_cache_put(c, "x.test.", AG_DNS_TXT, 1000, AG_OK, r);
+	assert_true(ag_dns_cache_get(c, "X.TEST", AG_DNS_TXT, 2999, &st, &got));
+	assert_int_equal(st, AG_OK);
+	assert_int_equal(got->n, 2);
+	assert_int_equal(got->ttl, 1);		/* 1.001 s left, rounded up */
+	assert_memory_equal(got->rr[1].data, "bbbbbbbbbb", 10);
+	assert_ptr_not_equal(got->rr[1].data, r->rr[1].data);
+	assert_memory_equal(got->packet, r->packet, 12);
+	ag_dns_result_free(got);
+	got = NULL;
+	assert_false(ag_dns_cache_get(c, "x.test", AG_DNS_TXT, 3000, &st, &got));
+	assert_false(ag_dns_cache_get(c, "x.test", AG_DNS_A, 1001, &st, &got));
+	assert_false(ag_dns_cache_get(c, "y.test", AG_DNS_TXT, 1001, &st, &got));
+	assert_null(got);
+	/* NOTFOUND is kept; TEMPFAIL and TTL 0 are not */
+	r->ttl = 50;
+	ag_dns_cache_put(c, "nx.test", AG_DNS_A, 0, AG_NOTFOUND, r);
+	ag_dns_cache_put(c, "tf.test", AG_DNS_A, 0, AG_TEMPFAIL, r);
+	assert_true(ag_dns_cache_get(c, "nx.test", AG_DNS_A, 49999, &st, &got));
+	assert_int_equal(st, AG_NOTFOUND);
+	ag_dns_result_free(got);
+	assert_false(ag_dns_cache_get(c, "tf.test", AG_DNS_A, 1, &st, &got));
+	r->ttl = 0;
+	ag_dns_cache_put(c, "t0.test", AG_DNS_A, 0, AG_OK, r);
+	assert_false(ag_dns_cache_get(c, "t0.test", AG_DNS_A, 0, &st, &got));
+	/* a day's TTL is kept at most AG_DNS_CACHE_TTL_MAX */
+	r->ttl = 86400;
+	ag_dns_cache_put(c, "day.test", AG_DNS_A, 0, AG_OK, r);
+	assert_true(ag_dns_cache_get(c, "day.test", AG_DNS_A,
+	    AG_DNS_CACHE_TTL_MAX * 1000ULL - 1, &st, &got));
+	ag_dns_result_free(got);
+	assert_false(ag_dns_cache_get(c, "day.test", AG_DNS_A,
+	    AG_DNS_CACHE_TTL_MAX * 1000ULL, &st, &got));
+	free(r);
+	/* an answer over the size bound is not kept */
+	r = fake_answer(2, AG_DNS_CACHE_ENTRY_MAX / 2, 300);
+	ag_dns_cache_put(c, "big.test", AG_DNS_TXT, 0, AG_OK, r);
+	assert_false(ag_dns_cache_get(c, "big.test", AG_DNS_TXT, 1, &st, &got));
+	free(r);
+	/* a newer answer replaces the older; clear forgets everything */
+	r = fake_answer(1, 4, 300);
+	ag_dns_cache_put(c, "x.test", AG_DNS_TXT, 0, AG_OK, r);
+	r->rr[0].len = 3;
+	ag_dns_cache_put(c, "x.test", AG_DNS_TXT, 0, AG_OK, r);
+	assert_true(ag_dns_cache_get(c, "x.test", AG_DNS_TXT, 1, &st, &got));
+	assert_int_equal(got->rr[0].len, 3);
+	ag_dns_result_free(got);
+	ag_dns_cache_clear(c);
+	assert_false(ag_dns_cache_get(c, "x.test", AG_DNS_TXT, 1, &st, &got));
+	/* many names: every slot used, nothing grows past the table */
+	for (int i = 0; i < 3 * AG_DNS_CACHE_SLOTS; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "n%d.test", i);
+		ag_dns_cache_put(c, name, AG_DNS_A, 0, AG_OK, r);
+	}
+	assert_true(ag_dns_cache_get(c, "n12287.test", AG_DNS_A, 1, &st, &got));
+	ag_dns_result_free(got);
+	free(r);
+	ag_dns_cache_free(c);
+}
+
 /* ==== TXT ============================================================ */
 
 /* Joining TXT strings: by hand-built RDATA, good and malformed. */
@@ -1180,6 +1331,8 @@ main(void)
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_local_data),
 		cmocka_unit_test(test_local_more),
+		cmocka_unit_test(test_cache_resolver),
+		cmocka_unit_test(test_cache_table),
 		cmocka_unit_test(test_txt_join),
 		cmocka_unit_test(test_txt_bounds),
 		SERVER_TEST(test_server_answers, fx_answers),
