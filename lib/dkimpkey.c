@@ -11,7 +11,10 @@
  * libcrypto's.  A key already decoded is returned again with one more
  * reference (the caller frees it with EVP_PKEY_free as before); anything
  * else is decoded with d2i_PUBKEY() (a different entry point, so no
- * recursion) and remembered.
+ * recursion) and remembered.  Ed25519 keys (RFC 8463: p= holds the 32
+ * raw bytes) come through EVP_PKEY_new_raw_public_key(), which is also
+ * defined here and costs as much in OpenSSL 3; they are kept the same way,
+ * under the raw bytes with a tag byte in front (DER always starts 0x30).
  *
  * The cache is keyed by the DER bytes themselves: the same bytes are the
  * same key, so an entry can never be stale, and a key that changes in DNS
@@ -30,6 +33,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/x509.h>
 
 #include "dkim.h"
@@ -37,6 +41,8 @@
 #define CACHE_SLOTS 256
 #define CACHE_DER_MAX 4096	/* an RSA-4096 SubjectPublicKeyInfo is 550 */
 #define READ_MAX (1024 * 1024)	/* what is read from a BIO that is not memory */
+#define RAW_TAG 0x01		/* cache key prefix of a raw Ed25519 key */
+#define RAW_MAX 64
 
 struct slot {
 	unsigned char *der;
@@ -179,6 +185,40 @@ d2i_PUBKEY_bio(BIO *bp, EVP_PKEY **a)
 	if (k != NULL && a != NULL) {
 		EVP_PKEY_free(*a);
 		*a = k;
+	}
+	return k;
+}
+
+/*
+ * A raw public key.  Ed25519 without an engine (libopendkim's call) is
+ * looked up first; anything else is made by the _ex form, by the name of
+ * TYPE (authgate loads no engines, so E is not used).
+ */
+EVP_PKEY *
+EVP_PKEY_new_raw_public_key(int type, ENGINE *e, const unsigned char *pub,
+    size_t len)
+{
+	unsigned char tagged[1 + RAW_MAX];
+	const char *name = OBJ_nid2sn(type);
+	EVP_PKEY *k;
+	size_t s;
+
+	(void)e;
+	if (name == NULL) {
+		return NULL;
+	}
+	if (type != EVP_PKEY_ED25519 || pub == NULL || len > RAW_MAX) {
+		return EVP_PKEY_new_raw_public_key_ex(NULL, name, NULL, pub, len);
+	}
+	tagged[0] = RAW_TAG;
+	memcpy(tagged + 1, pub, len);
+	s = slot_of(tagged, len + 1);
+	if ((k = lookup(tagged, len + 1, s)) != NULL) {
+		return k;
+	}
+	k = EVP_PKEY_new_raw_public_key_ex(NULL, name, NULL, pub, len);
+	if (k != NULL) {
+		remember(tagged, len + 1, s, k);
 	}
 	return k;
 }

@@ -876,6 +876,32 @@ test_pkey_cache(void **state)
 	BIO_free(b);
 	assert_non_null(k4);
 	assert_int_equal(EVP_PKEY_eq(k4, gen[1]), 1);
+	/* raw Ed25519 keys (libopendkim's other way in) are kept too */
+	{
+		unsigned char raw[32];
+		size_t rawlen = sizeof(raw);
+		EVP_PKEY *r1, *r2, *x;
+
+		assert_int_equal(EVP_PKEY_get_raw_public_key(gen[0], raw,
+		    &rawlen), 1);
+		r1 = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw,
+		    rawlen);
+		r2 = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw,
+		    rawlen);
+		assert_non_null(r1);
+		assert_ptr_equal(r1, r2);
+		assert_ptr_not_equal(r1, k1);	/* not the DER entry */
+		assert_int_equal(EVP_PKEY_eq(r1, gen[0]), 1);
+		assert_null(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL,
+		    raw, 31));
+		x = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, raw,
+		    rawlen);
+		assert_non_null(x);		/* other types: made, not kept */
+		assert_int_equal(EVP_PKEY_get_id(x), EVP_PKEY_X25519);
+		EVP_PKEY_free(x);
+		EVP_PKEY_free(r1);
+		EVP_PKEY_free(r2);
+	}
 	EVP_PKEY_free(k1);
 	EVP_PKEY_free(k2);	/* the cache holds its own reference */
 	EVP_PKEY_free(k3);
