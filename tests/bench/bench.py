@@ -31,7 +31,7 @@ import benchlib as B    # noqa: E402  (puts tests/lib on sys.path)
 import agtest           # noqa: E402
 import agpostfix        # noqa: E402
 
-SECTIONS = ("micro", "e2e", "milter", "scale")
+SECTIONS = ("micro", "e2e", "milter", "scale", "memory")
 
 
 class Skipped(Exception):
@@ -587,6 +587,70 @@ def scale(ctx):
               "every key is used at least once; a rule limits each sender."]
     ag.stop()
     write_md(ctx, "scale", "Scale (authgate)", lines)
+
+# ---------------------------------------------------------------------------
+# memory
+
+
+def memory(ctx):
+    """A million messages through one daemon, in 20 runs: RSS, open files
+    and threads after each, so that growth per message would show."""
+    ml = need_milterload()
+    total = 20000 if ctx.quick else 1000000
+    steps = 20
+    ag = fresh_authgate(ctx, "memory").start()
+    msg = ctx.msgfile(4096, "rsa")
+    pid = ag.proc.pid
+    # 1,000 senders in turn, so the rate table (a per-sender rule) and the
+    # history writer see many keys, not one
+    start = agtest.proc_stats(pid)
+    rows = [[0, 0, B.rss_kb(pid), start.get("fds", 0), start.get("threads", 0), "-"]]
+    sent = 0
+    t0 = time.monotonic()
+    for k in range(steps):
+        n = total // steps
+        r = ml_run(ml, ag.socket, pid, [msg], n, "authgate", sender="u%d@example.org",
+                   keys=1000, timeout=3600)
+        sent += r["msgs"]
+        st = agtest.proc_stats(pid)
+        rows.append([k + 1, sent, r["rss_kb"], st.get("fds", 0), st.get("threads", 0),
+                     "%.1f" % r["rate"]])
+        B.note("memory: %d messages, RSS %d kB, %.1f msgs/s" % (sent, r["rss_kb"], r["rate"]))
+    took = time.monotonic() - t0
+    ag.stop()
+    dat = write_dat(ctx, "memory", ["step", "messages", "rss_kb", "fds", "threads",
+                                    "msgs_per_s"], rows)
+    err = ""
+    gp = shutil.which("gnuplot")
+    if gp:
+        png = os.path.join(ctx.out, "memory.png")
+        script = "\n".join([
+            "set terminal pngcairo size 800,480 font ',10'",
+            "set output '%s'" % png,
+            "set title 'authgate RSS over %d messages'" % total,
+            "set xlabel 'messages'", "set ylabel 'RSS (MB)'", "set yrange [0:*]",
+            "set grid", "set key off",
+            "plot '%s' using 2:($3/1024) with linespoints lw 2" % dat])
+        r = agtest.run([gp], input=script, timeout=60)
+        err = "" if r.returncode == 0 else "gnuplot failed: " + r.stderr[-300:]
+    else:
+        err = "gnuplot not installed: no plot"
+    rss = [row[2] for row in rows[1:]]
+    half = rss[len(rss) // 2:]
+    lines = B.table(["after messages", "RSS (MB)", "open files", "threads", "msgs/s"],
+                    [[str(row[1]), "%.1f" % (row[2] / 1024.0), str(row[3]), str(row[4]),
+                      row[5]] for row in rows])
+    lines += ["", "RSS at rest before the first message: %.1f MB; over the second half of "
+              "the run (%d to %d messages): %.1f to %.1f MB.  %d messages in %.0f s."
+              % (rows[0][2] / 1024.0, rows[len(rows) // 2][1], sent, min(half) / 1024.0,
+                 max(half) / 1024.0, sent, took),
+              "",
+              "authgate as in e2e (SPF, DKIM, size and rate rules), milterload -c 10 -p 1, the "
+              "4 KB RSA-signed message, MAIL FROM u0..u999@example.org, in %d runs of %d; "
+              "after each run the daemon's VmRSS, open files and threads from /proc."
+              % (steps, total // steps),
+              "", "Data: `memory.dat`, plot: `memory.png`%s" % (("  (" + err + ")") if err else "")]
+    write_md(ctx, "memory", "Memory over %d messages" % total, lines)
 
 
 # ---------------------------------------------------------------------------
