@@ -168,10 +168,11 @@ struct mctx {
 	uint64_t no;
 	char client[INET6_ADDRSTRLEN];
 	char qid[24];
-	char sender[512];
-	char rcpt[512];
+	char sender[512];	/* <bracketed>, for MAIL */
+	char rcpt[512];		/* <bracketed>, for RCPT */
+	char mail_addr[512];	/* without the brackets, for macros */
+	char rcpt_addr[512];
 	char underscore[600];
-	const char *cur_rcpt;
 };
 
 static uint64_t g_next;		/* next message number to hand out */
@@ -184,6 +185,11 @@ static int g_errprinted;
 static pthread_mutex_t g_donelock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_donecond = PTHREAD_COND_INITIALIZER;
 static int g_running;
+
+static void usage(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+static void conn_err(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 usage(const char *fmt, ...)
@@ -777,7 +783,7 @@ macro_value(const struct mctx *m, const char *name, int stage)
 		return stage == ST_MAIL ? NULL : m->qid;
 	}
 	if (strcmp(name, "{mail_addr}") == 0) {
-		return m->sender;
+		return m->mail_addr;
 	}
 	if (strcmp(name, "{mail_mailer}") == 0 ||
 	    strcmp(name, "{rcpt_mailer}") == 0) {
@@ -788,7 +794,7 @@ macro_value(const struct mctx *m, const char *name, int stage)
 		return "[127.0.0.1]:25";
 	}
 	if (strcmp(name, "{rcpt_addr}") == 0) {
-		return m->cur_rcpt;
+		return m->rcpt_addr;
 	}
 	return NULL; /* undefined: left out, as Postfix does */
 }
@@ -1027,6 +1033,23 @@ expand(char *dst, size_t size, const char *tmpl, uint64_t no)
 	dst[n] = '\0';
 }
 
+/* The address in <ADDR> without its brackets ({mail_addr}, {rcpt_addr}). */
+static void
+unbracket(char *dst, size_t size, const char *addr)
+{
+	size_t n = strlen(addr);
+
+	if (n >= 2 && addr[0] == '<' && addr[n - 1] == '>') {
+		addr++;
+		n -= 2;
+	}
+	if (n >= size) {
+		n = size - 1;
+	}
+	memcpy(dst, addr, n);
+	dst[n] = '\0';
+}
+
 static void
 mctx_init(struct mctx *m, uint64_t no, uint64_t connno)
 {
@@ -1096,6 +1119,7 @@ envelope(struct conn *c, struct mctx *m, const struct msg *msg,
 	struct result rr;
 
 	expand(m->sender, sizeof(m->sender), opt.sender, m->no);
+	unbracket(m->mail_addr, sizeof(m->mail_addr), m->sender);
 	snprintf(size, sizeof(size), "SIZE=%zu", msg->size);
 	put_macros(c, m, ST_MAIL, 'M');
 	if (!(c->proto & P_NOMAIL)) {
@@ -1107,18 +1131,9 @@ envelope(struct conn *c, struct mctx *m, const struct msg *msg,
 			return rc;
 		}
 	}
-	/* {mail_addr} is the address without brackets */
-	if (m->sender[0] == '<') {
-		size_t n = strlen(m->sender);
-
-		memmove(m->sender, m->sender + 1, n);
-		if (n >= 2 && m->sender[n - 2] == '>') {
-			m->sender[n - 2] = '\0';
-		}
-	}
 	for (i = 0; i < opt.nrcpts; i++) {
 		expand(m->rcpt, sizeof(m->rcpt), opt.rcpts[i], m->no);
-		m->cur_rcpt = m->rcpt;
+		unbracket(m->rcpt_addr, sizeof(m->rcpt_addr), m->rcpt);
 		put_macros(c, m, ST_RCPT, 'R');
 		if (c->proto & P_NORCPT) {
 			ok = 1;
