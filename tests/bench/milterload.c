@@ -1561,8 +1561,14 @@ main(int argc, char **argv)
 		}
 		free(st[i].lat);
 	}
-	qsort(all.lat, all.nlat, sizeof(double), cmp_double);
+	if (all.nlat > 0) {
+		qsort(all.lat, all.nlat, sizeof(double), cmp_double);
+	}
 	print_result(&all, secs);
 	fflush(stdout);
+	free(all.lat);
+	free(st);
+	free(tids);
+	pthread_attr_destroy(&attr);
 	return all.errors > 0 ? 1 : 0;
 }

@@ -197,7 +197,7 @@ def cidr_clients_each_have_a_counter():
     if d:
         check_eq("40 of 40 accepted from 8 addresses", d["accept"] + d["continue"], 40,
                  detail=agtest.fmt_run(r))
-    r = milterload("-S", ag().socket, "-m", S["small"][0], "-n", 400, "-c", 4,
+    r = milterload("-S", ag().socket, "-m", S["small"][0], "-n", 400, "-c", 10,
                    "-f", "<x@rate.example>", "-a", "203.0.113.0/29", "-q")
     d = result(r, "-a 203.0.113.0/29 again")
     if d:
