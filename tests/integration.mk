@@ -32,7 +32,8 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_caps.py \
 	tests/milter/t_concurrency.py \
 	tests/milter/t_garbage.py \
-	tests/milter/t_badinput.py
+	tests/milter/t_badinput.py \
+	tests/milter/t_milterload.py
 
 # A script's exit status repeats its "not ok" lines (it exits 1 when any
 # failed, for runs by hand); under the TAP driver count the lines only.
