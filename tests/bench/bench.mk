@@ -3,7 +3,7 @@
 # rules rather than an automake primary: they link lib/ as the daemon does
 # and need nothing from configure beyond the flags it found.
 BENCH_MICRO = tests/bench/verifybench tests/bench/spfbench \
-	tests/bench/ratebench
+	tests/bench/ratebench$(EXEEXT)
 BENCH_CFLAGS = -O2 -pthread $(AM_CPPFLAGS) $(DEP_CFLAGS) $(WARN_CFLAGS)
 
 .PHONY: bench-micro
@@ -19,14 +19,8 @@ tests/bench/spfbench: $(srcdir)/tests/bench/spfbench.c lib/libauthgate.a
 	$(AM_V_CCLD)$(CC) $(BENCH_CFLAGS) -o $@ $(srcdir)/tests/bench/spfbench.c \
 	    lib/libauthgate.a $(LIBAG_DEPS)
 
-# as tests/bench/README.md builds it by hand
-tests/bench/ratebench: $(srcdir)/tests/bench/ratebench.c lib/libauthgate.a
-	@$(MKDIR_P) tests/bench
-	$(AM_V_CCLD)$(CC) $(BENCH_CFLAGS) -o $@ $(srcdir)/tests/bench/ratebench.c \
-	    lib/libauthgate.a
-
-# `make clean-bench-micro` removes them (no clean-local hook here: the
-# load generator's rules may want that hook too)
+# `make clean-bench-micro` removes them (ratebench is Makefile.am's, an
+# EXTRA_PROGRAMS of `make bench`)
 .PHONY: clean-bench-micro
 clean-bench-micro:
-	rm -f $(BENCH_MICRO)
+	rm -f tests/bench/verifybench tests/bench/spfbench
