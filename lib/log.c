@@ -4,7 +4,11 @@
  * Every line is built whole in a local buffer (bounded by AG_LOG_LINE_MAX
  * and cut with "..."), then handed to syslog() once and, when standard
  * error is wanted, written to fd 2 with a single write(2), so lines from
- * different threads never interleave.
+ * different threads never interleave.  When lines go to standard error
+ * and there is no syslog socket (a container, a test), syslog() is not
+ * called: glibc would try to connect again for every line (three system
+ * calls, about a twentieth of the daemon's work per message).  The socket
+ * is looked for again every AG_LOG_RECHECK seconds.
  *
  * Thread safety: the level, facility and stderr flag are atomics and may
  * change while other threads log.  The ident is set once by ag_log_open()
@@ -14,21 +18,30 @@
 #include "log.h"
 
 #include <errno.h>
+#include <paths.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Longest line handed to syslog; well under PIPE_BUF with the prefix. */
 #define AG_LOG_LINE_MAX 2048
 /* Longest ident kept; a longer one is cut. */
 #define AG_LOG_IDENT_MAX 64
+/* Seconds between looks for the syslog socket while it is missing. */
+#define AG_LOG_RECHECK 10
 /* What a cut line or value ends with. */
 #define AG_LOG_CUT "..."
 #define AG_LOG_CUT_LEN 3
 
+/* Whether the syslog socket was there, and when to look again. */
+static atomic_long syslog_next_check;	/* CLOCK_MONOTONIC seconds */
+static atomic_bool syslog_present = true;
 static char log_ident[AG_LOG_IDENT_MAX + 1] = "authgate";
 static atomic_int log_facility = LOG_MAIL;
 static atomic_int log_level = LOG_INFO;
@@ -79,6 +92,7 @@ ag_log_open(const char *ident, int facility, int to_stderr)
 	}
 	atomic_store(&log_facility, facility & LOG_FACMASK);
 	atomic_store(&log_to_stderr, to_stderr ? 1 : 0);
+	atomic_store(&syslog_next_check, 0);	/* look for the socket again */
 	/* LOG_NDELAY: open the socket now, before a chroot or privilege drop. */
 	openlog(log_ident, LOG_PID | LOG_NDELAY, facility & LOG_FACMASK);
 }
@@ -113,6 +127,27 @@ log_write_stderr(const char *buf, size_t len)
 	do {
 		n = write(STDERR_FILENO, buf, len);
 	} while (n < 0 && errno == EINTR);
+}
+
+/*
+ * Is there a syslog socket to send to?  Looked at again every
+ * AG_LOG_RECHECK seconds (one stat), not for every line.
+ */
+static bool
+log_syslog_present(void)
+{
+	struct timespec now;
+	struct stat st;
+	bool p;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec < atomic_load(&syslog_next_check)) {
+		return atomic_load(&syslog_present);
+	}
+	atomic_store(&syslog_next_check, now.tv_sec + AG_LOG_RECHECK);
+	p = stat(_PATH_LOG, &st) == 0 && S_ISSOCK(st.st_mode);
+	atomic_store(&syslog_present, p);
+	return p;
 }
 
 /* Replace control characters so that one call is one line. */
@@ -151,7 +186,10 @@ ag_log(int level, const char *fmt, ...)
 		    AG_LOG_CUT_LEN + 1);
 	}
 	log_flatten(line);
-	syslog(level | atomic_load(&log_facility), "%s", line);
+	/* without stderr, syslog() is the only way out: always try it */
+	if (!atomic_load(&log_to_stderr) || log_syslog_present()) {
+		syslog(level | atomic_load(&log_facility), "%s", line);
+	}
 	if (atomic_load(&log_to_stderr)) {
 		n = snprintf(out, sizeof(out), "%s[%ld]: %s\n", log_ident,
 		    (long)getpid(), line);

@@ -21,6 +21,24 @@
 
 #include "log.h"
 
+#include <paths.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+/*
+ * This program's own syslog(): lib/log.c's calls land here (a definition
+ * in the program comes before libc's), so the tests can count them.
+ */
+static atomic_int syslog_calls;
+
+void
+syslog(int pri, const char *fmt, ...)
+{
+	(void)pri;
+	(void)fmt;
+	atomic_fetch_add(&syslog_calls, 1);
+}
+
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Room for everything one test writes to the pipe (below its capacity). */
@@ -299,6 +317,41 @@ test_log_stderr(void **state)
 	ag_log_open("t_log", LOG_LOCAL7, 1);
 }
 
+/*
+ * With lines on stderr, syslog() is called only while a syslog socket
+ * exists (looked for at ag_log_open and every few seconds); without
+ * stderr, always.  Both answers are checked on whichever machine this
+ * runs: one with a syslog daemon, or a container without one.
+ */
+static void
+test_log_syslog_socket(void **state)
+{
+	struct stat st;
+	bool present = stat(_PATH_LOG, &st) == 0 && S_ISSOCK(st.st_mode);
+	struct capture c;
+	char got[1024];
+	int before;
+
+	(void)state;
+	ag_log_set_level(LOG_INFO);
+	ag_log_open("t_log", LOG_LOCAL7, 1);
+	before = atomic_load(&syslog_calls);
+	capture_begin(&c);
+	for (int i = 0; i < 100; i++) {
+		ag_log_info("line %d", i);
+	}
+	capture_end(&c, got, sizeof(got));
+	print_message("# %s: %s\n", _PATH_LOG, present ? "present" : "absent");
+	assert_int_equal(atomic_load(&syslog_calls) - before, present ? 100 : 0);
+	ag_log_open("t_log", LOG_LOCAL7, 0);
+	before = atomic_load(&syslog_calls);
+	for (int i = 0; i < 100; i++) {
+		ag_log_info("line %d", i);
+	}
+	assert_int_equal(atomic_load(&syslog_calls) - before, 100);
+	ag_log_open("t_log", LOG_LOCAL7, 1);
+}
+
 /* A line past the limit is cut and ends in "..." before the newline. */
 static void
 test_log_long_line(void **state)
@@ -393,6 +446,7 @@ main(void)
 		cmocka_unit_test(test_log_stderr),
 		cmocka_unit_test(test_log_long_line),
 		cmocka_unit_test(test_log_threads),
+		cmocka_unit_test(test_log_syslog_socket),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
