@@ -17,7 +17,7 @@ tests="tests/unit/t_ratelimit tests/unit/t_rate tests/unit/t_ratelimit_redis
 rm -rf "$tsan"
 mkdir -p "$tsan"
 cd "$top"
-tar --exclude=./_asan --exclude=./_tsan --exclude=./_fuzz --exclude=./.git --exclude="*.trs" \
+tar --exclude=./_asan --exclude=./_tsan --exclude=./_fuzz --exclude=./_bench --exclude=./.git --exclude="*.trs" \
     --exclude="./tests/*/t_*.log" -cf - . | tar -xf - -C "$tsan"
 cd "$tsan"
 if [ -f Makefile ]; then

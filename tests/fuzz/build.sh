@@ -22,7 +22,7 @@ else
 	# not a git checkout: copy everything and start the build afresh
 	rm -rf "$tree"
 	mkdir -p "$tree"
-	tar --exclude=./_asan --exclude=./_tsan --exclude=./_fuzz \
+	tar --exclude=./_asan --exclude=./_tsan --exclude=./_fuzz --exclude=./_bench \
 	    --exclude=./.git -cf - . | tar -xf - -C "$tree"
 	if [ -f "$tree/Makefile" ]; then
 		(cd "$tree" && make distclean >/dev/null 2>&1 || true)
