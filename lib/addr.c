@@ -907,14 +907,16 @@ ag_domain_alabel(const char *domain, char *out, size_t outsz)
 	rc = idn2_to_ascii_8z(domain, &conv, IDN2_NFC_INPUT |
 	    IDN2_NONTRANSITIONAL);
 	/* UTS 46 maps some characters to ASCII that is no domain syntax
-	 * (U+00A0 to a space, U+FF0F to '/'): the result is checked too */
-	if (rc != IDN2_OK || conv == NULL || strlen(conv) >= outsz ||
-	    strlen(conv) > AG_ADDR_DOMAIN_MAX ||
-	    ag_domain_normalize(conv, chk, sizeof(chk)) != AG_OK) {
+	 * (U+00A0 to a space, U+FF0F to '/'), and U+3002 to a dot, which
+	 * may end the name: the result is checked, and its normalized form
+	 * (no trailing dot) is the answer (found by tests/fuzz/fuzz_addr) */
+	if (rc != IDN2_OK || conv == NULL || strlen(conv) > AG_ADDR_DOMAIN_MAX ||
+	    ag_domain_normalize(conv, chk, sizeof(chk)) != AG_OK ||
+	    strlen(chk) >= outsz) {
 		idn2_free(conv);
 		return AG_INVALID;
 	}
-	memcpy(out, conv, strlen(conv) + 1);
+	memcpy(out, chk, strlen(chk) + 1);
 	idn2_free(conv);
 	return AG_OK;
 }

@@ -846,6 +846,11 @@ test_domain_alabel(void **state)
 		{ "2\xc2\xa0", NULL },
 		{ "a\xc2\xa0" "b.example", NULL },
 		{ "exa\xef\xbc\x8f" "mple.com", NULL },
+		/* U+3002 (ideographic full stop) is a dot: at the end, the
+		 * root's, which a normalized name drops (tests/fuzz/fuzz_addr) */
+		{ "\xe3\x82\xb3\xe3\x82\xb3I\xe3\x80\x82", "xn--i-dfua" },
+		{ "\xe3\x82\xb3\xe3\x80\x82" "example", "xn--tck.example" },
+		{ "\xe3\x82\xb3\xe3\x80\x82\xe3\x80\x82", NULL },
 	};
 	char out[AG_ADDR_DOMAIN_MAX + 1], small[8];
 	size_t i;
