@@ -6,13 +6,16 @@
 #   t_rate             the rate engine (threads, backend swaps)
 #   t_ratelimit_redis  the Redis backend (200 threads, a connection each)
 #   t_history          the DMARC history queue (pushes while flushing)
+#   t_dns              the resolver and its table of answers (threads
+#                      asking the same names while local data changes)
+#   t_dkim             verification threads sharing the decoded keys
 # A data race makes the test program exit non-zero (halt_on_error), which
 # its TAP driver reports.  `make check-tsan` runs this; so does tests/run.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 tsan="$top/_tsan"
 tests="tests/unit/t_ratelimit tests/unit/t_rate tests/unit/t_ratelimit_redis
-    tests/unit/t_history"
+    tests/unit/t_history tests/unit/t_dns tests/unit/t_dkim"
 
 rm -rf "$tsan"
 mkdir -p "$tsan"

@@ -781,6 +781,73 @@ test_cache_resolver(void **state)
 	ag_dns_free(d);
 }
 
+/* Threads asking the same few names: the table under concurrent puts
+ * and gets (ThreadSanitizer runs this, tests/tsan.sh). */
+struct cache_worker {
+	struct ag_dns *d;
+	int t;
+	int bad;
+};
+
+static void *
+cache_worker_main(void *arg)
+{
+	struct cache_worker *w = arg;
+	char name[32], want[8];
+
+	for (int i = 0; i < 2000; i++) {
+		struct ag_dns_result *res = NULL;
+		int k = (i + w->t) % 8;
+
+		snprintf(name, sizeof(name), "c%d.test", k);
+		snprintf(want, sizeof(want), "v%d", k);
+		if (ag_dns_query(w->d, name, AG_DNS_TXT, 0, &res) != AG_OK ||
+		    res->n != 1 || res->rr[0].len != 3 ||
+		    memcmp(res->rr[0].data + 1, want, 2) != 0) {
+			w->bad++;
+		}
+		ag_dns_result_free(res);
+		if (i % 500 == 0 && w->t == 0) {
+			/* new data empties the table while others read */
+			char rr[64];
+
+			snprintf(rr, sizeof(rr), "x%d.test. 300 IN A 192.0.2.1", i);
+			(void)ag_dns_add_local(w->d, rr);
+		}
+	}
+	return NULL;
+}
+
+static void
+test_cache_threads(void **state)
+{
+	struct ag_dns *d = local_resolver();
+	struct cache_worker w[4];
+	pthread_t tid[4];
+	struct ag_dns_stats st;
+	char rr[64];
+
+	(void)state;
+	for (int k = 0; k < 8; k++) {
+		snprintf(rr, sizeof(rr), "c%d.test. 300 IN TXT \"v%d\"", k, k);
+		check_status(rr, ag_dns_add_local(d, rr), AG_OK);
+	}
+	for (int t = 0; t < 4; t++) {
+		w[t] = (struct cache_worker){ d, t, 0 };
+		assert_int_equal(pthread_create(&tid[t], NULL, cache_worker_main,
+		    &w[t]), 0);
+	}
+	for (int t = 0; t < 4; t++) {
+		assert_int_equal(pthread_join(tid[t], NULL), 0);
+		assert_int_equal(w[t].bad, 0);
+	}
+	ag_dns_stats(d, &st);
+	print_message("# %llu queries, %llu from the table\n",
+	    (unsigned long long)st.queries, (unsigned long long)st.cached);
+	assert_true(st.cached > st.queries / 2);
+	ag_dns_free(d);
+}
+
 /* An answer of N TXT records of LEN bytes each, built by hand. */
 static struct ag_dns_result *
 fake_answer(size_t n, size_t len, unsigned ttl)
@@ -1333,6 +1400,7 @@ main(void)
 		cmocka_unit_test(test_local_more),
 		cmocka_unit_test(test_cache_resolver),
 		cmocka_unit_test(test_cache_table),
+		cmocka_unit_test(test_cache_threads),
 		cmocka_unit_test(test_txt_join),
 		cmocka_unit_test(test_txt_bounds),
 		SERVER_TEST(test_server_answers, fx_answers),
