@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""The manual pages: mandoc -Tlint (style warnings included) and groff -ww
+say nothing about any of them, and authgatectl(8) describes every verb
+that `authgatectl --help` lists.  (That authgate.conf(5) names every
+configuration keyword is tests/unit/t_config.c's.)"""
+
+import glob
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import agtest  # noqa: E402
+from agtest import check, check_eq  # noqa: E402
+
+suite = agtest.Suite("man pages")
+PAGES = sorted(glob.glob(os.path.join(agtest.SRCDIR, "man", "*.[0-9]")))
+
+
+@suite.setup
+def setup():
+    agtest.require("mandoc")
+    agtest.require("groff")
+    check("the three pages are there", len(PAGES) == 3, got=PAGES, fatal=True)
+
+
+@suite.case
+def lint_clean():
+    for page in PAGES:
+        name = os.path.basename(page)
+        r = agtest.run(["mandoc", "-Tlint", "-W", "style", page])
+        check_eq("%s: mandoc -Tlint -W style says nothing" % name,
+                 (r.stdout + r.stderr).strip(), "")
+        r = agtest.run(["groff", "-ww", "-man", "-z", page])
+        check_eq("%s: groff -ww says nothing" % name, r.stderr.strip(), "")
+
+
+def help_verbs():
+    """'rule add', 'counters reset', ... from authgatectl --help."""
+    r = agtest.run([agtest.binpath("authgatectl"), "--help"])
+    text = r.stdout + r.stderr
+    verbs = []
+    in_verbs = False
+    for ln in text.splitlines():
+        if ln.startswith("verbs:"):
+            in_verbs = True
+            continue
+        if in_verbs and not ln.startswith("  "):
+            break
+        if not in_verbs or ln.startswith("   "):
+            continue      # continuation lines of one verb's options
+        for alt in ln.strip().split(" | "):
+            words = [w for w in alt.split() if re.match(r"^[a-z][a-z-]*$", w)]
+            if words and words[0] in ("rule", "counters", "sign", "key"):
+                verbs.append(" ".join(words[:2]))
+            elif words:
+                verbs.append(words[0])
+    return verbs
+
+
+@suite.case
+def every_verb_documented():
+    verbs = help_verbs()
+    check("authgatectl --help lists verbs", len(verbs) >= 15, got=verbs)
+    r = agtest.run(["mandoc", "-Tascii", os.path.join(agtest.SRCDIR, "man", "authgatectl.8")])
+    page = re.sub(r".\x08", "", r.stdout)
+    # the COMMANDS section, where each verb has its entry
+    m = re.search(r"^COMMANDS$(.*?)^[A-Z][A-Z ]+$", page, re.M | re.S)
+    check("authgatectl(8) has a COMMANDS section", m is not None, fatal=True)
+    commands = m.group(1)
+    for v in verbs:
+        check("authgatectl(8) COMMANDS describes %r" % v,
+              re.search(r"^\s+(\S.*, )?" + re.escape(v) + r"\b", commands, re.M)
+              is not None)
+
+
+suite.run()
