@@ -34,6 +34,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_garbage.py \
 	tests/milter/t_badinput.py \
 	tests/docs/t_man.py \
+	tests/docs/t_systemd.py \
 	tests/milter/t_milterload.py
 
 # A script's exit status repeats its "not ok" lines (it exits 1 when any
