@@ -52,55 +52,87 @@ ctl_err(int status, const char *fmt, ...)
 }
 
 /* The usage summary (-h). */
+static const char usage_text[] =
+    "usage: authgatectl [-c FILE] [-d FILE] [--json] VERB ...\n"
+    "       authgatectl -h | -V\n"
+    "verbs:\n"
+    "  init\n"
+    "  rule add [--priority N] [--match FIELD=VALUE]... "
+    "[--max-size BYTES]\n"
+    "           [--max-rcpts N] [--spf RESULT=ACTION]... "
+    "[--spf check=on|off]\n"
+    "           [--dkim require] [--dmarc check=on|off] "
+    "[--dmarc enforce=on|off]\n"
+    "           [--rate MEASURE:LIMIT/WINDOW[:KEY]]...\n"
+    "           [--on-limit tempfail|reject|tag] [--exempt] "
+    "[--dry-run] [--disabled]\n"
+    "           [--comment TEXT]\n"
+    "  rule list | rule show ID | rule del ID | rule enable ID | "
+    "rule disable ID\n"
+    "  check --client-ip IP [--helo NAME] [--mail-from ADDR] "
+    "--rcpt ADDR...\n"
+    "        [--size BYTES] [--auth USER]\n"
+    "  counters list [--rule N] [--key KEY] | counters reset KEY\n"
+    "  sign add --domain D --selector S --key FILE [--algorithm A]\n"
+    "           [--match PATTERN] [--canonicalization H/B] "
+    "[--headers LIST] [--expire T]\n"
+    "  sign replace ID --selector S --key FILE [the options of "
+    "sign add]\n"
+    "  sign list | sign del ID | sign enable ID | sign disable ID\n"
+    "  key generate --domain D --selector S [--algorithm rsa|ed25519] "
+    "[--bits N]\n"
+    "               [--dir DIR] [--force]\n"
+    "  key list [--dir DIR] | key test D S [--key FILE] [--dir DIR]\n"
+    "  dmarc-report --domain DOMAIN --since TIME --until TIME "
+    "[--org-name NAME]\n"
+    "               [--email ADDR] [--report-id ID]   (TIME: Unix "
+    "seconds,\n"
+    "               YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; until "
+    "excluded)\n"
+    "fields: client, helo, sender, sender-domain, sasl-user, rcpt, "
+    "rcpt-domain,\n"
+    "        trusted (yes|no), authenticated (yes|no)\n"
+    "spf results: none, neutral, pass, fail, softfail, temperror, "
+    "permerror\n"
+    "spf actions: accept, tag, tempfail, reject\n"
+    "rate: messages|recipients|bytes:LIMIT/WINDOW[:client-ip[/V4[/V6]]|"
+    "sender|\n"
+    "      sender-domain|sasl-user|rcpt-domain|helo], e.g. "
+    "messages:100/1h:sender\n";
+
 static void
 usage(FILE *fp)
 {
-	fputs("usage: authgatectl [-c FILE] [-d FILE] [--json] VERB ...\n"
-	    "       authgatectl -h | -V\n"
-	    "verbs:\n"
-	    "  init\n"
-	    "  rule add [--priority N] [--match FIELD=VALUE]... "
-	    "[--max-size BYTES]\n"
-	    "           [--max-rcpts N] [--spf RESULT=ACTION]... "
-	    "[--spf check=on|off]\n"
-	    "           [--dkim require] [--dmarc check=on|off] "
-	    "[--dmarc enforce=on|off]\n"
-	    "           [--rate MEASURE:LIMIT/WINDOW[:KEY]]...\n"
-	    "           [--on-limit tempfail|reject|tag] [--exempt] "
-	    "[--dry-run] [--disabled]\n"
-	    "           [--comment TEXT]\n"
-	    "  rule list | rule show ID | rule del ID | rule enable ID | "
-	    "rule disable ID\n"
-	    "  check --client-ip IP [--helo NAME] [--mail-from ADDR] "
-	    "--rcpt ADDR...\n"
-	    "        [--size BYTES] [--auth USER]\n"
-	    "  counters list [--rule N] [--key KEY] | counters reset KEY\n"
-	    "  sign add --domain D --selector S --key FILE [--algorithm A]\n"
-	    "           [--match PATTERN] [--canonicalization H/B] "
-	    "[--headers LIST] [--expire T]\n"
-	    "  sign replace ID --selector S --key FILE [the options of "
-	    "sign add]\n"
-	    "  sign list | sign del ID | sign enable ID | sign disable ID\n"
-	    "  key generate --domain D --selector S [--algorithm rsa|ed25519] "
-	    "[--bits N]\n"
-	    "               [--dir DIR] [--force]\n"
-	    "  key list [--dir DIR] | key test D S [--key FILE] [--dir DIR]\n"
-	    "  dmarc-report --domain DOMAIN --since TIME --until TIME "
-	    "[--org-name NAME]\n"
-	    "               [--email ADDR] [--report-id ID]   (TIME: Unix "
-	    "seconds,\n"
-	    "               YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; until "
-	    "excluded)\n"
-	    "fields: client, helo, sender, sender-domain, sasl-user, rcpt, "
-	    "rcpt-domain,\n"
-	    "        trusted (yes|no), authenticated (yes|no)\n"
-	    "spf results: none, neutral, pass, fail, softfail, temperror, "
-	    "permerror\n"
-	    "spf actions: accept, tag, tempfail, reject\n"
-	    "rate: messages|recipients|bytes:LIMIT/WINDOW[:client-ip[/V4[/V6]]|"
-	    "sender|\n"
-	    "      sender-domain|sasl-user|rcpt-domain|helo], e.g. "
-	    "messages:100/1h:sender\n", fp);
+	fputs(usage_text, fp);
+}
+
+/*
+ * `authgatectl VERB ... --help`: the entries of the usage text that start
+ * with VERB (an entry is a line indented by two spaces and the lines
+ * indented more that follow it), then where the rest is.
+ */
+static int
+verb_usage(const char *verb)
+{
+	const char *p = strstr(usage_text, "verbs:\n"), *eol;
+	size_t vlen = strlen(verb);
+	bool in = false;
+
+	printf("usage: authgatectl [-c FILE] [-d FILE] [--json] VERB ...\n");
+	for (p = p != NULL ? strchr(p, '\n') + 1 : usage_text; *p == ' ';
+	    p = eol + 1) {
+		eol = strchr(p, '\n');
+		if (p[2] != ' ') {	/* a new entry */
+			in = strncmp(p + 2, verb, vlen) == 0 &&
+			    (p[2 + vlen] == ' ' || p[2 + vlen] == '\n');
+		}
+		if (in) {
+			fwrite(p, 1, (size_t)(eol - p) + 1, stdout);
+		}
+	}
+	printf("fields, SPF results and actions, rate specs: authgatectl -h; "
+	    "everything: authgatectl(8)\n");
+	return CTL_OK;
 }
 
 /* ---- SPF names ---------------------------------------------------------- */
@@ -1091,6 +1123,11 @@ main(int argc, char **argv)
 	if (i == NELEM(verbs)) {
 		return ctl_err(CTL_USAGE, "unknown verb '%s' (see authgatectl "
 		    "-h)", verb);
+	}
+	for (int k = a.i; k < argc; k++) {
+		if (strcmp(argv[k], "--help") == 0) {
+			return verb_usage(verb);
+		}
 	}
 	if ((rc = ctl_load_config(&c)) == CTL_OK) {
 		/* the daemon's log lines for `check` stay quiet */

@@ -74,4 +74,27 @@ def every_verb_documented():
               is not None)
 
 
+
+@suite.case
+def every_verb_has_help():
+    """authgatectl VERB --help: that verb's usage, exit 0, no config read
+    (-c names a file that does not exist)."""
+    ctl = agtest.binpath("authgatectl")
+    tops = sorted(set(v.split()[0] for v in help_verbs()))
+    check("verbs to ask", len(tops) >= 7, got=tops)
+    for v in tops:
+        r = agtest.run([ctl, "-c", "/nonexistent/authgate.conf", v, "--help"])
+        check_eq("%s --help: exit 0" % v, r.returncode, 0, detail=agtest.fmt_run(r))
+        lines = r.stdout.splitlines()
+        check("%s --help: a usage line, then its entries" % v,
+              len(lines) >= 3 and lines[0].startswith("usage:") and
+              all(ln.startswith("  " + v) or ln.startswith("    ")
+                  for ln in lines[1:-1]) and any(ln.startswith("  " + v) for ln in lines),
+              got=r.stdout)
+    r = agtest.run([ctl, "rule", "add", "--help"])
+    check("rule add --help names --max-size", "--max-size" in r.stdout, got=r.stdout)
+    r = agtest.run([ctl, "bogus", "--help"])
+    check_eq("an unknown verb with --help: exit 2", r.returncode, 2, detail=agtest.fmt_run(r))
+
+
 suite.run()
