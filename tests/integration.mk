@@ -33,7 +33,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_concurrency.py \
 	tests/milter/t_garbage.py \
 	tests/milter/t_badinput.py \
-	tests/docs/t_man.py \
+	tests/docs/t_docs.py \
 	tests/docs/t_systemd.py \
 	tests/milter/t_milterload.py
 

@@ -1,8 +1,11 @@
 #!/usr/bin/python3
-"""The manual pages: mandoc -Tlint (style warnings included) and groff -ww
-say nothing about any of them, and authgatectl(8) describes every verb
-that `authgatectl --help` lists.  (That authgate.conf(5) names every
-configuration keyword is tests/unit/t_config.c's.)"""
+"""What an administrator reads: the manual pages (mandoc -Tlint with style
+warnings and groff -ww say nothing about any of them; authgatectl(8)
+describes every verb that `authgatectl --help` lists), `authgatectl VERB
+--help`, and the bash completion (packaging/bash-completion/authgatectl
+offers every verb, sub-verb and option the help names).  (That
+authgate.conf(5) names every configuration keyword is
+tests/unit/t_config.c's.)"""
 
 import glob
 import os
@@ -13,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import agtest  # noqa: E402
 from agtest import check, check_eq  # noqa: E402
 
-suite = agtest.Suite("man pages")
+suite = agtest.Suite("documentation: man pages, --help, completion")
 PAGES = sorted(glob.glob(os.path.join(agtest.SRCDIR, "man", "*.[0-9]")))
 
 
@@ -95,6 +98,67 @@ def every_verb_has_help():
     check("rule add --help names --max-size", "--max-size" in r.stdout, got=r.stdout)
     r = agtest.run([ctl, "bogus", "--help"])
     check_eq("an unknown verb with --help: exit 2", r.returncode, 2, detail=agtest.fmt_run(r))
+
+
+COMPLETION = os.path.join(agtest.SRCDIR, "packaging", "bash-completion", "authgatectl")
+
+
+def complete(*words):
+    """What the completion offers for `authgatectl WORDS...` (the last
+    word is the one being completed)."""
+    words = ["authgatectl"] + list(words)
+    script = ('. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+              '_authgatectl; printf "%s\\n" "${COMPREPLY[@]}"')
+    r = agtest.run(["bash", "-c", script, "bash", COMPLETION] + words)
+    check_eq("completion of %r runs" % " ".join(words), r.returncode, 0,
+             detail=agtest.fmt_run(r))
+    return set(x for x in r.stdout.splitlines() if x)
+
+
+def help_entries():
+    """{'rule add': '...its usage text...', ...} from authgatectl --help."""
+    r = agtest.run([agtest.binpath("authgatectl"), "--help"])
+    entries, cur = {}, None
+    in_verbs = False
+    for ln in r.stdout.splitlines():
+        if ln.startswith("verbs:"):
+            in_verbs = True
+            continue
+        if in_verbs and not ln.startswith("  "):
+            break
+        if not in_verbs:
+            continue
+        if ln.startswith("   ") and cur:
+            entries[cur] += " " + ln.strip()
+            continue
+        for alt in ln.strip().split(" | "):
+            w = alt.split()
+            cur = " ".join(w[:2]) if w[0] in ("rule", "counters", "sign", "key") else w[0]
+            entries[cur] = alt
+    return entries
+
+
+@suite.case
+def completion_offers_what_help_names():
+    agtest.require("bash")
+    check("bash -n accepts the completion script",
+          agtest.run(["bash", "-n", COMPLETION]).returncode == 0)
+    entries = help_entries()
+    tops = set(v.split()[0] for v in entries)
+    check_eq("verbs offered", complete(""), tops)
+    for v in entries:
+        w = v.split()
+        if len(w) == 2:
+            check("%s: sub-verb %s offered" % (w[0], w[1]), w[1] in complete(w[0], ""))
+        opts = set(re.findall(r"(--[a-z][a-z-]*)", entries[v]))
+        if opts:
+            offered = complete(*(w + ["--"]))
+            check("%s: every option of its help offered" % v, opts <= offered,
+                  got=sorted(opts - offered))
+    check_eq("--match values", complete("rule", "add", "--match", "sender-d"),
+             {"sender-domain="})
+    check_eq("--on-limit values", complete("rule", "add", "--on-limit", ""),
+             {"tempfail", "reject", "tag"})
 
 
 suite.run()
