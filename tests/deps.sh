@@ -8,8 +8,9 @@ PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libmilter-dev libspf2-dev libopendkim-dev libsqlite3-dev libunbound-dev
 	libevent-dev libhiredis-dev libcmocka-dev libpsl-dev publicsuffix libidn2-dev libssl-dev
-	# documentation checks; systemd-analyze checks the systemd unit
-	mandoc groff-base systemd
+	# documentation checks; systemd-analyze checks the systemd unit;
+	# debhelper builds the Debian package (tests/e2e/t_deb.py)
+	mandoc groff-base systemd debhelper
 	# tests: Postfix (also ships smtp-sink), the sqlite3 shell, Debian's
 	# python3 (tests/lib uses its standard library: sqlite3, smtplib),
 	# util-linux (unshare, setpriv) and mount for the read-only database test

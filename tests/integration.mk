@@ -4,6 +4,7 @@
 # `make -j2 check` overlaps them with the rest.
 INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_kill.py \
+	tests/e2e/t_deb.py \
 	tests/e2e/t_delivery.py \
 	tests/e2e/t_size.py \
 	tests/e2e/t_rcpt.py \
