@@ -89,6 +89,13 @@ static const char usage_text[] =
     "seconds,\n"
     "               YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; until "
     "excluded)\n"
+    "  report [--since TIME] [--until TIME] [--by sender-domain|sender|"
+    "client|\n"
+    "         sasl-user|rule|result] [--only accepted|tempfailed|rejected|"
+    "aborted|\n"
+    "         limited|auth-fail] [--top N]   (TIME: also 30m, 2h, 7d, 1w "
+    "ago;\n"
+    "         default the last 24 hours)\n"
     "fields: client, helo, sender, sender-domain, sasl-user, rcpt, "
     "rcpt-domain,\n"
     "        trusted (yes|no), authenticated (yes|no)\n"
@@ -1103,6 +1110,7 @@ main(int argc, char **argv)
 		{ "sign", cmd_sign },
 		{ "key", cmd_key },
 		{ "dmarc-report", cmd_dmarc_report },
+		{ "report", cmd_report },
 	};
 	struct ctl c = { NULL, NULL, false, NULL };
 	struct args a = { argc, argv, 1 };

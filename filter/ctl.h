@@ -75,5 +75,6 @@ int cmd_key(struct ctl *c, struct args *a);		/* ctl_key.c */
 /* Open the database (not creating it) for a verb; a CTL_* status. */
 int ctl_open_store(struct ctl *c, struct ag_store **out);
 int cmd_dmarc_report(struct ctl *c, struct args *a);	/* ctl_report.c */
+int cmd_report(struct ctl *c, struct args *a);		/* ctl_msgreport.c */
 
 #endif

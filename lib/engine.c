@@ -385,10 +385,11 @@ rate_checkpoint(struct ag_engine *e, bool force)
 }
 
 /*
- * Write the DMARC results queued by sessions and, once an hour (and at
- * the first call), delete those older than HistoryDays.  Caller holds
- * db_lock.  The store's own connection writes, and dmarc_result has no
- * policy_version trigger, so these writes never make a policy reload.
+ * Write the history rows (messages, DMARC results) queued by sessions
+ * and, once an hour (and at the first call), delete those older than
+ * HistoryDays.  Caller holds db_lock.  The store's own connection
+ * writes, and neither table has a policy_version trigger, so these
+ * writes never make a policy reload.
  */
 static void
 history_save(struct ag_engine *e)
@@ -410,14 +411,14 @@ history_save(struct ag_engine *e)
 	}
 	if (ag_history_flush(e->history, e->store, &n) != AG_OK) {
 		if (!e->history_failing) {
-			ag_log_err("DMARC results are not being saved: %s",
-			    ag_store_errstr(e->store));
+			ag_log_err("the history (messages, DMARC results) "
+			    "is not being saved: %s", ag_store_errstr(e->store));
 		}
 		e->history_failing = true;
 		return;
 	}
 	if (e->history_failing) {
-		ag_log_notice("DMARC results are saved again");
+		ag_log_notice("the history is saved again");
 		e->history_failing = false;
 	}
 	if (!prune) {
@@ -427,11 +428,11 @@ history_save(struct ag_engine *e)
 	e->last_prune = now;
 	if (ag_history_prune(e->store, e->cfg->history_days,
 	    (int64_t)time(NULL), &n) != AG_OK) {
-		ag_log_warning("DMARC history not pruned: %s",
+		ag_log_warning("history not pruned: %s",
 		    ag_store_errstr(e->store));
 	} else if (n > 0) {
-		ag_log_info("DMARC history: %zu results older than %u days "
-		    "deleted", n, e->cfg->history_days);
+		ag_log_info("history: %zu rows older than %u days deleted",
+		    n, e->cfg->history_days);
 	}
 }
 

@@ -17,7 +17,7 @@
  * snapshot holds them: they are made again only when DNSServer,
  * DNSTimeout or AuthservID change on reload.
  *
- * The DMARC history queue (lib/history.h) lives as long as the engine;
+ * The history queue (lib/history.h: messages and DMARC results) lives as long as the engine;
  * sessions push into it, and the watcher writes it to the database on
  * the store's own connection at every wake (and at ag_engine_free and
  * ag_engine_save), pruning rows past HistoryDays once an hour.
@@ -90,7 +90,7 @@ void ag_engine_refresh(struct ag_engine *e, bool force);
 const struct ag_snapshot *ag_engine_acquire(struct ag_engine *e);
 void ag_snapshot_release(const struct ag_snapshot *s);	/* NULL is fine */
 
-/* Save the rate counters and the DMARC history now (a stop that cannot
+/* Save the rate counters and the history now (a stop that cannot
  * free the engine because messages are still in progress). */
 void ag_engine_save(struct ag_engine *e);
 

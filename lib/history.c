@@ -1,7 +1,7 @@
 /*
  * history.c - the DMARC history (see history.h): the queue sessions push
- * into, the writer and pruner the engine's watcher runs, and the RFC 7489
- * aggregate report.
+ * into (DMARC rows and message rows, msglog.c), the writer and pruner the
+ * engine's watcher runs, and the RFC 7489 aggregate report.
  *
  * The queue is a ring of pointers to rows, each row one allocation (the
  * struct and its strings), made before the lock is taken.  Only the
@@ -38,8 +38,10 @@
 #define HIST_DKIM_TEXT_MAX (AG_HISTORY_DKIM_MAX * HIST_DKIM_ENTRY_MAX + 1)
 #define DAY_SECONDS 86400
 
-/* A queued row: the caller's row with every string copied into buf. */
+/* A queued row: a message row (msg), or the caller's DMARC row with
+ * every string copied into buf. */
 struct hrow {
+	struct ag_msglog_row *msg;	/* a message row, or NULL */
 	struct ag_history_row r;
 	struct ag_history_dkim dkim[AG_HISTORY_DKIM_MAX];
 	char buf[];
@@ -77,6 +79,16 @@ ag_history_new(size_t max, struct ag_history **out)
 	return AG_OK;
 }
 
+/* Free a queued row. */
+static void
+hrow_free(struct hrow *q)
+{
+	if (q != NULL) {
+		free(q->msg);
+		free(q);
+	}
+}
+
 void
 ag_history_free(struct ag_history *h)
 {
@@ -84,7 +96,7 @@ ag_history_free(struct ag_history *h)
 		return;
 	}
 	for (size_t i = 0; i < h->count; i++) {
-		free(h->ring[(h->head + i) % h->max]);
+		hrow_free(h->ring[(h->head + i) % h->max]);
 	}
 	free(h->ring);
 	pthread_mutex_destroy(&h->lock);
@@ -157,6 +169,7 @@ row_copy(const struct ag_history_row *row)
 	if (q == NULL) {
 		return NULL;
 	}
+	q->msg = NULL;
 	q->r = *row;
 	p = q->buf;
 	q->r.source_ip = put_str(&p, row->source_ip ? row->source_ip : "",
@@ -183,10 +196,10 @@ row_copy(const struct ag_history_row *row)
 	return q;
 }
 
-bool
-ag_history_push(struct ag_history *h, const struct ag_history_row *row)
+/* Queue Q (NULL: out of memory); false when it is dropped. */
+static bool
+push(struct ag_history *h, struct hrow *q)
 {
-	struct hrow *q = row_copy(row);
 	bool first = false, nomem = q == NULL;
 
 	pthread_mutex_lock(&h->lock);
@@ -194,9 +207,9 @@ ag_history_push(struct ag_history *h, const struct ag_history_row *row)
 		h->dropped++;
 		first = h->burst++ == 0;
 		pthread_mutex_unlock(&h->lock);
-		free(q);
+		hrow_free(q);
 		if (first) {
-			ag_log_warning("DMARC history: %s: results are dropped "
+			ag_log_warning("history: %s: results are dropped "
 			    "until the database catches up", nomem ?
 			    "out of memory" : "queue full");
 		}
@@ -206,6 +219,24 @@ ag_history_push(struct ag_history *h, const struct ag_history_row *row)
 	h->count++;
 	pthread_mutex_unlock(&h->lock);
 	return true;
+}
+
+bool
+ag_history_push(struct ag_history *h, const struct ag_history_row *row)
+{
+	return push(h, row_copy(row));
+}
+
+bool
+ag_history_push_msg(struct ag_history *h, const struct ag_msglog_row *row)
+{
+	struct hrow *q = malloc(sizeof(*q));
+
+	if (q != NULL && (q->msg = ag_msglog_copy(row)) == NULL) {
+		free(q);
+		q = NULL;
+	}
+	return push(h, q);
 }
 
 size_t
@@ -357,7 +388,7 @@ static ag_status
 write_batch(struct ag_store *s, struct hrow *const *rows, size_t n)
 {
 	sqlite3 *db = ag_store_sqlite(s);
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = NULL, *mst = NULL;
 	int rc;
 	size_t i;
 
@@ -365,17 +396,23 @@ write_batch(struct ag_store *s, struct hrow *const *rows, size_t n)
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_prepare_v2(db, INSERT_SQL, -1, &st, NULL);
 	}
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_prepare_v2(db, AG_MSGLOG_INSERT_SQL, -1, &mst,
+		    NULL);
+	}
 	for (i = 0; rc == SQLITE_OK && i < n; i++) {
-		rc = insert_row(st, &rows[i]->r);
+		rc = rows[i]->msg != NULL ? ag_msglog_insert(mst, rows[i]->msg) :
+		    insert_row(st, &rows[i]->r);
 		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
 	}
 	sqlite3_finalize(st);
+	sqlite3_finalize(mst);
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	}
 	if (rc != SQLITE_OK) {
 		ag_status ret = ag_store_sqlite_error(s, rc,
-		    "saving DMARC results");
+		    "saving the history");
 
 		if (!sqlite3_get_autocommit(db)) {
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -418,13 +455,13 @@ ag_history_flush(struct ag_history *h, struct ag_store *s, size_t *nwritten)
 		}
 		pthread_mutex_unlock(&h->lock);
 		for (i = 0; i < n; i++) {
-			free(batch[i]);
+			hrow_free(batch[i]);
 		}
 		total += n;
 	}
 	pthread_mutex_unlock(&h->flush_lock);
 	if (burst > 0) {
-		ag_log_warning("DMARC history: %llu results were dropped while "
+		ag_log_warning("history: %llu results were dropped while "
 		    "the queue was full", (unsigned long long)burst);
 	}
 	if (nwritten != NULL) {
@@ -441,6 +478,7 @@ ag_history_prune(struct ag_store *s, unsigned days, int64_t now,
 	sqlite3_stmt *st = NULL;
 	int64_t cutoff = days == 0 ? INT64_MAX :
 	    now - (int64_t)days * DAY_SECONDS;
+	size_t nmsg = 0;
 	int rc;
 
 	if (ndeleted != NULL) {
@@ -458,6 +496,12 @@ ag_history_prune(struct ag_store *s, unsigned days, int64_t now,
 	}
 	if (ndeleted != NULL) {
 		*ndeleted = (size_t)sqlite3_changes(db);
+	}
+	if (ag_msglog_prune(s, cutoff, &nmsg) != AG_OK) {
+		return AG_PERMFAIL;	/* the error is in S */
+	}
+	if (ndeleted != NULL) {
+		*ndeleted += nmsg;
 	}
 	return AG_OK;
 }

@@ -1,7 +1,9 @@
 /*
  * history.h - the DMARC history: what each evaluated message's DMARC
  * check found (RFC 7489 7.2), kept in the store for HistoryDays, and the
- * aggregate report (RFC 7489 Appendix C XML) read back from it.
+ * aggregate report (RFC 7489 Appendix C XML) read back from it.  The
+ * queue also carries the rows of the message history (msglog.h), which
+ * the same writer puts in their own table.
  *
  * Sessions never touch SQLite.  At the end of a message a session copies
  * its results into a bounded in-memory queue (ag_history_push: a mutex,
@@ -26,6 +28,7 @@
 #include "dkim.h"
 #include "dmarc.h"
 #include "dmarcrec.h"
+#include "msglog.h"
 #include "spf.h"
 #include "status.h"
 #include "store.h"
@@ -81,6 +84,10 @@ void ag_history_free(struct ag_history *h);	/* NULL is fine; drops rows */
  */
 bool ag_history_push(struct ag_history *h, const struct ag_history_row *row);
 
+/* The same for a row of the message history (msglog.h), written to its
+ * own table in the same batches. */
+bool ag_history_push_msg(struct ag_history *h, const struct ag_msglog_row *row);
+
 size_t ag_history_pending(struct ag_history *h);	/* rows queued */
 uint64_t ag_history_dropped(struct ag_history *h);	/* since ag_history_new */
 
@@ -93,8 +100,9 @@ ag_status ag_history_flush(struct ag_history *h, struct ag_store *s,
     size_t *nwritten);
 
 /*
- * Delete the rows older than DAYS days before NOW (Unix seconds); DAYS 0
- * deletes every row (HistoryDays 0 keeps none).  *NDELETED may be NULL.
+ * Delete the rows older than DAYS days before NOW (Unix seconds), DMARC
+ * results and messages; DAYS 0 deletes every row (HistoryDays 0 keeps
+ * none).  *NDELETED (may be NULL) counts both.
  */
 ag_status ag_history_prune(struct ag_store *s, unsigned days, int64_t now,
     size_t *ndeleted);

@@ -265,6 +265,82 @@ msg_history(struct ag_conn *c, const struct ag_verdict *v)
 	(void)ag_history_push(m->snap->history, &r);	/* drops are logged */
 }
 
+/* The DKIM result of the message history: pass when a signature
+ * passed, else the first signature's result; NULL when not verified. */
+static const char *
+msg_dkim_summary(const struct msg *m)
+{
+	size_t n;
+
+	if (m->dkim_skip != NULL || m->dkim == NULL) {
+		return NULL;
+	}
+	if ((n = ag_dkim_count(m->dkim)) == 0) {
+		return "none";
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ag_dkim_get(m->dkim, i)->result == AG_DKIM_PASS) {
+			return ag_dkim_res_name(AG_DKIM_PASS);
+		}
+	}
+	return ag_dkim_res_name(ag_dkim_get(m->dkim, 0)->result);
+}
+
+/* Queue the ending message for the message history: what its log line
+ * (msg_log) says, as a row. */
+static void
+msg_record(struct ag_conn *c, const struct ag_verdict *v, const char *how)
+{
+	struct ag_msglog_row r;
+	struct msg *m = c->msg;
+	char addr[AG_ADDR_MAX + 2], code[24] = "";
+
+	if (v == NULL || m->snap->history == NULL ||
+	    m->snap->cfg->history_days == 0) {
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.time = (int64_t)time(NULL);
+	r.qid = c->qid;
+	r.client_ip = c->have_ip ? c->ipstr : NULL;
+	r.client_name = c->client_name;
+	r.helo = c->helo_raw;
+	if (m->sender_bad) {
+		r.sender = m->sender_raw;
+	} else if (!m->sender.is_null) {
+		ag_mailaddr_format(&m->sender, addr, sizeof(addr));
+		r.sender = addr;
+	}
+	r.sender_domain = m->sender.is_null ? "" : m->sender.domain;
+	r.sasl_user = c->auth[0] != '\0' ? c->auth : NULL;
+	r.from_domain = m->from_domain[0] != '\0' ? m->from_domain : NULL;
+	r.rcpts = m->nrcpt_ok;
+	r.rejected_rcpts = m->nrcpt_bad;
+	r.size = m->size > 0 ? m->size : m->declared_size;
+	r.action = how != NULL ? how : ag_action_name(v->action);
+	if (v->rcode[0] != '\0') {
+		snprintf(code, sizeof(code), "%s %s", v->rcode, v->xcode);
+	}
+	r.code = code;
+	r.rule = v->rule_id;
+	r.reason = v->reason;
+	if (m->spf_done) {
+		r.spf = ag_spf_result_name(m->spf.result);
+		r.spf_helo = m->spf_helo_done ?
+		    ag_spf_result_name(m->spf_helo.result) : NULL;
+	}
+	r.dkim = msg_dkim_summary(m);
+	r.dmarc = m->dmarc_done ?
+	    ag_dmarc_res_name((enum ag_dmarc_res)m->dmarc_result) : NULL;
+	if (m->rate_hit[0] != '\0') {
+		r.rate_key = m->rate_hit;
+		r.rate_rule = m->rate_rule;
+	}
+	r.would = m->have_would ? ag_action_name(m->would.action) : NULL;
+	r.trusted = m->trusted;
+	(void)ag_history_push_msg(m->snap->history, &r);	/* drops logged */
+}
+
 /* End the current message: log it (when V is given) and free it. */
 static void
 msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
@@ -278,6 +354,7 @@ msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 		msg_log(c, v, how);
 	}
 	msg_history(c, v);
+	msg_record(c, v, how);
 	sess_rate_end(m, how != NULL && (strcmp(how, "accept") == 0 ||
 	    strcmp(how, "quarantine") == 0));
 	edits_free_array(m->edits, m->nedits);

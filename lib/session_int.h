@@ -110,6 +110,7 @@ struct msg {
 	struct rate_hold *holds;
 	size_t nholds;
 	char rate_hit[AG_RATE_KEY_MAX + 1]; /* the counter that refused */
+	int64_t rate_rule;		/* its rule */
 };
 
 struct ag_conn {

@@ -148,6 +148,39 @@ static const char *const migrations[] = {
 	" enabled INTEGER NOT NULL DEFAULT 1,"
 	" created INTEGER NOT NULL);"
 	POLICY_TRIGGERS("sign_keys"),
+	/*
+	 * 5 -> 6: the message history (lib/msglog.c): one row per message
+	 * the daemon logged, with what its log line says (the verdict, the
+	 * results, the rate counter that refused), for `authgatectl report`.
+	 * NULL is "not known" or "not checked"; sender and sender_domain are
+	 * '' for the null sender.  Like dmarc_result: no triggers, pruned
+	 * after HistoryDays, the time index serves both the report and the
+	 * pruning.
+	 */
+	"CREATE TABLE message_log ("
+	" id INTEGER PRIMARY KEY,"
+	" time INTEGER NOT NULL,"
+	" qid TEXT NOT NULL,"
+	" client_ip TEXT,"
+	" client_name TEXT,"
+	" helo TEXT,"
+	" sender TEXT NOT NULL,"
+	" sender_domain TEXT NOT NULL,"
+	" sasl_user TEXT,"
+	" from_domain TEXT,"
+	" rcpts INTEGER NOT NULL,"
+	" rejected_rcpts INTEGER NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" action TEXT NOT NULL,"
+	" code TEXT,"
+	" rule INTEGER,"
+	" reason TEXT,"
+	" spf TEXT, spf_helo TEXT, dkim TEXT, dmarc TEXT,"
+	" rate_key TEXT,"
+	" rate_rule INTEGER,"
+	" would TEXT,"
+	" trusted INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX message_log_time ON message_log(time);",
 };
 
 

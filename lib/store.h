@@ -24,7 +24,7 @@
 #include "status.h"
 
 /* The schema version this program writes (PRAGMA user_version). */
-#define AG_STORE_SCHEMA_VERSION 5
+#define AG_STORE_SCHEMA_VERSION 6
 
 enum {
 	AG_STORE_CREATE = 1 << 0,	/* create file and schema if missing */

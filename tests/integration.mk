@@ -29,6 +29,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_config.py \
 	tests/milter/t_rate.py \
 	tests/milter/t_dmarc_report.py \
+	tests/milter/t_report.py \
 	tests/milter/t_keytool.py \
 	tests/milter/t_caps.py \
 	tests/milter/t_concurrency.py \
