@@ -6,6 +6,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_kill.py \
 	tests/e2e/t_deb.py \
 	tests/e2e/t_delivery.py \
+	tests/e2e/t_postfix_chroot.py \
 	tests/e2e/t_size.py \
 	tests/e2e/t_rcpt.py \
 	tests/e2e/t_xclient.py \

@@ -2,7 +2,8 @@
 """The Debian package (packaging/debian): dpkg-buildpackage builds it from
 the tree; installed, it brings the daemon, authgatectl, the man pages, the
 configuration, the systemd unit and the bash completion, makes the
-authgate user and /var/lib/authgate; `authgate -n` reads the packaged
+authgate user, /var/lib/authgate and the socket's folder in Postfix's
+queue directory; `authgate -n` reads the packaged
 configuration; the installed daemon, started on that configuration, runs
 as authgate and checks a message that Postfix sends it over the packaged
 socket; removing the package keeps the database.
@@ -28,7 +29,8 @@ from agtest import check, check_eq  # noqa: E402
 suite = agtest.Suite("e2e: the Debian package", case_timeout=900, total_timeout=1500)
 S = {}
 CONF = "/etc/authgate/authgate.conf"
-SOCK = "/run/authgate/authgate.sock"
+SOCK = "/var/spool/postfix/authgate/authgate.sock"
+SOCKDIR = os.path.dirname(SOCK)
 DB = "/var/lib/authgate/authgate.db"
 
 
@@ -121,9 +123,15 @@ def installs_what_an_administrator_needs():
     check("/var/lib/authgate belongs to authgate, mode 0750",
           st.st_uid == pw.pw_uid and (st.st_mode & 0o777) == 0o750,
           got=(st.st_uid, oct(st.st_mode)))
+    st = os.stat(SOCKDIR)
+    check("postinst made %s for the socket: authgate:postfix, mode 0750" % SOCKDIR,
+          (st.st_uid, st.st_gid, st.st_mode & 0o777) ==
+          (pw.pw_uid, grp.getgrnam("postfix").gr_gid, 0o750),
+          got=(st.st_uid, st.st_gid, oct(st.st_mode)))
     r = agtest.run(["/usr/sbin/authgate", "-n"])
     check_eq("authgate -n: exit 0", r.returncode, 0, detail=agtest.fmt_run(r))
-    for line in ("Socket unix:%s" % SOCK, "Database %s" % DB, "UserID authgate:postfix"):
+    for line in ("Socket unix:%s" % SOCK, "Database %s" % DB, "UserID authgate:postfix",
+                 "ControlSocket /run/authgate/control.sock"):
         check("authgate -n shows %s" % line, line in r.stdout.splitlines(), got=r.stdout)
 
 
