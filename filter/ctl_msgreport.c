@@ -121,10 +121,10 @@ failed_pct(const struct ag_msglog_counts *k)
 static void
 json_counts(const struct ag_msglog_counts *k)
 {
-	printf("{\"messages\": %llu, \"accepted\": %llu, \"tempfailed\": %llu, "
-	    "\"rejected\": %llu, \"aborted\": %llu, \"failed_percent\": %.1f, "
-	    "\"spf_fail\": %llu, \"dkim_fail\": %llu, \"dmarc_fail\": %llu, "
-	    "\"limited\": %llu, \"recipients\": %llu, \"bytes\": %llu",
+	printf("{\"messages\":%llu,\"accepted\":%llu,\"tempfailed\":%llu,"
+	    "\"rejected\":%llu,\"aborted\":%llu,\"failed_percent\":%.1f,"
+	    "\"spf_fail\":%llu,\"dkim_fail\":%llu,\"dmarc_fail\":%llu,"
+	    "\"limited\":%llu,\"recipients\":%llu,\"bytes\":%llu",
 	    (unsigned long long)k->messages, (unsigned long long)k->accepted,
 	    (unsigned long long)k->tempfailed, (unsigned long long)k->rejected,
 	    (unsigned long long)k->aborted, failed_pct(k),
@@ -132,7 +132,7 @@ json_counts(const struct ag_msglog_counts *k)
 	    (unsigned long long)k->dmarc_fail, (unsigned long long)k->limited,
 	    (unsigned long long)k->rcpts, (unsigned long long)k->bytes);
 	if (k->messages > 0) {
-		printf(", \"first\": %lld, \"last\": %lld", (long long)k->first,
+		printf(",\"first\":%lld,\"last\":%lld", (long long)k->first,
 		    (long long)k->last);
 	}
 	printf("}");
@@ -141,16 +141,16 @@ json_counts(const struct ag_msglog_counts *k)
 static void
 json_report(const struct ag_msglog_query *q, const struct ag_msglog_report *r)
 {
-	printf("{\"since\": %lld, \"until\": %lld, \"by\": \"%s\", "
-	    "\"only\": \"%s\", \"total\": ", (long long)q->begin,
+	printf("{\"since\":%lld,\"until\":%lld,\"by\":\"%s\","
+	    "\"only\":\"%s\",\"total\":", (long long)q->begin,
 	    (long long)q->end, ag_msglog_by_name(q->by),
 	    ag_msglog_only_name(q->only));
 	json_counts(&r->total);
-	printf(", \"groups\": %zu, \"rows\": [", r->ngroups);
+	printf(",\"groups\":%zu,\"rows\":[", r->ngroups);
 	for (size_t i = 0; i < r->n; i++) {
-		printf("%s\n  {\"key\": ", i > 0 ? "," : "");
+		printf("%s\n {\"key\":", i > 0 ? "," : "");
 		put_json(stdout, r->groups[i].key);
-		printf(", \"counts\": ");
+		printf(",\"counts\":");
 		json_counts(&r->groups[i].c);
 		printf("}");
 	}

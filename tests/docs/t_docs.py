@@ -3,7 +3,10 @@
 warnings and groff -ww say nothing about any of them; authgatectl(8)
 describes every verb that `authgatectl --help` lists), `authgatectl VERB
 --help`, and the bash completion (packaging/bash-completion/authgatectl
-offers every verb, sub-verb and option the help names).  (That
+offers every verb, sub-verb and option the help names), authgatectl's
+exit codes (2 for bad usage, 1 for a missing database, one line on
+standard error, for every verb) and --json (one JSON document from every
+verb that prints a table or a record).  (That
 authgate.conf(5) names every configuration keyword is
 tests/unit/t_config.c's.)"""
 
@@ -159,6 +162,86 @@ def completion_offers_what_help_names():
              {"sender-domain="})
     check_eq("--on-limit values", complete("rule", "add", "--on-limit", ""),
              {"tempfail", "reject", "tag"})
+    check_eq("report --by values", complete("report", "--by", "s"),
+             {"sender-domain", "sender", "sasl-user"})
+
+
+# a sample call of each verb and sub-verb that is valid but for the database
+SAMPLE = {
+    "init": [], "rule add": ["--max-size", "1M"], "rule list": [], "rule show": ["1"],
+    "rule del": ["1"], "rule enable": ["1"], "rule disable": ["1"],
+    "check": ["--client-ip", "192.0.2.1", "--rcpt", "bob@example.net"],
+    "counters list": [], "counters reset": ["k"],
+    "sign add": ["--domain", "example.com", "--selector", "s1", "--key", "/nonexistent/k.pem"],
+    "sign replace": ["1", "--selector", "s2", "--key", "/nonexistent/k.pem"],
+    "sign list": [], "sign del": ["1"], "sign enable": ["1"], "sign disable": ["1"],
+    "key generate": ["--domain", "example.com", "--selector", "s1", "--dir", "/nonexistent/keys"],
+    "key list": ["--dir", "/nonexistent/keys"], "key test": ["example.com", "s1"],
+    "dmarc-report": ["--domain", "example.com", "--since", "2026-01-01", "--until", "2026-01-02"],
+    "report": [],
+}
+
+
+def ctl_run(tmp, *args):
+    conf = os.path.join(tmp, "authgate.conf")
+    with open(conf, "w") as f:
+        f.write("ControlSocket %s\nDNSServer 127.0.0.1@9\n" % os.path.join(tmp, "none.ctl"))
+    return agtest.run([agtest.binpath("authgatectl"), "-c", conf, "-d",
+                       os.path.join(tmp, "db", "authgate.db")] + list(args))
+
+
+@suite.case
+def exit_codes_are_consistent():
+    """Every verb: an unknown option is bad usage (2); a database that is
+    not there is a runtime failure (1), except for init, which makes it,
+    and the verbs that do not read it; either way one line on standard
+    error starting 'authgatectl:' and nothing on standard output."""
+    tmp = agtest.tmpdir("exit")
+    key = os.path.join(tmp, "k.pem")
+    r = agtest.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024",
+                    "-out", key])
+    check_eq("a key file for sign add", r.returncode, 0, detail=agtest.fmt_run(r))
+    verbs = help_verbs()
+    check_eq("a sample call for every verb of --help", sorted(set(verbs) - set(SAMPLE)), [])
+    for v in verbs:
+        w = v.split() + [key if a == "/nonexistent/k.pem" else a for a in SAMPLE.get(v, [])]
+        r = ctl_run(tmp, *(w + ["--no-such-option"]))
+        check_eq("%s --no-such-option: exit 2" % v, r.returncode, 2, detail=agtest.fmt_run(r))
+        one = r.stderr.splitlines()
+        check("%s --no-such-option: one line 'authgatectl: ...', nothing on stdout" % v,
+              len(one) == 1 and one[0].startswith("authgatectl: ") and r.stdout == "",
+              got=(r.stdout, r.stderr))
+        if v in ("init", "key generate", "key list", "key test", "counters list",
+                 "counters reset"):
+            continue        # these do not need the database (init makes it)
+        r = ctl_run(tmp, *w)
+        check_eq("%s without a database: exit 1" % v, r.returncode, 1, detail=agtest.fmt_run(r))
+        one = r.stderr.splitlines()
+        check("%s without a database: one line naming it, nothing on stdout" % v,
+              len(one) == 1 and one[0].startswith("authgatectl: ") and "authgate.db" in one[0]
+              and r.stdout == "", got=(r.stdout, r.stderr))
+
+
+@suite.case
+def json_wherever_a_table_is_printed():
+    """--json gives one JSON document for every verb that prints a table
+    or a record (dmarc-report is XML by its RFC)."""
+    import json
+    tmp = agtest.tmpdir("json")
+    os.makedirs(os.path.join(tmp, "db"), mode=0o700)
+    for args in (["init"], ["rule", "add", "--max-size", "1M"], ["rule", "list"],
+                 ["rule", "show", "1"], ["sign", "list"], ["key", "list", "--dir", tmp],
+                 ["check", "--client-ip", "192.0.2.1", "--rcpt", "bob@example.net"],
+                 ["report"], ["report", "--by", "client"]):
+        r = ctl_run(tmp, "--json", *args)
+        check_eq("--json %s: exit 0" % " ".join(args), r.returncode, 0, detail=agtest.fmt_run(r))
+        try:
+            json.loads(r.stdout)
+            ok = True
+        except ValueError as e:
+            ok = e
+        check("--json %s: one JSON document" % " ".join(args), ok is True,
+              got=(ok, r.stdout[:500]))
 
 
 suite.run()
