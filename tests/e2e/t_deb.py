@@ -177,6 +177,32 @@ def the_installed_daemon_checks_mail_from_postfix():
           got=(msg or "")[:1500])
     check("the database was made, owned by authgate",
           os.path.exists(DB) and os.stat(DB).st_uid == pwd.getpwnam("authgate").pw_uid)
+    # authgate(8) EXAMPLES: a rule added with the installed authgatectl
+    # (as root, on the packaged configuration) reaches the running daemon
+    ctl = ["/usr/sbin/authgatectl", "-c", conf]
+    r = agtest.run(ctl + ["rule", "add", "--max-size", "20k", "--comment", "size ceiling"])
+    check_eq("authgatectl rule add --max-size 20k: exit 0", r.returncode, 0,
+             detail=agtest.fmt_run(r))
+    agtest.wait_until(lambda: "policy loaded: 1 rules" in open(log).read(), 10)
+    s = pf.smtp()
+    h, b = agtest.make_message("deb-token-2", sender="alice@example.org", size=40000)
+    stage, rep, rr = agpostfix.send_raw(s, "alice@example.org", ["bob@example.net"],
+                                        agtest.message_bytes(h, b))
+    s.quit()
+    check("a 40 KB message: 552 5.3.4 from the rule", rep.startswith("552 5.3.4"),
+          got=(stage, rep, rr), detail=agtest.tail(log))
+    owners = {n: os.stat(os.path.join(os.path.dirname(DB), n)).st_uid
+              for n in os.listdir(os.path.dirname(DB))}
+    check("authgatectl run as root left no file of root's in /var/lib/authgate",
+          0 not in owners.values(), got=owners)
+
+    def reported():
+        r = agtest.run(ctl + ["--json", "report"])
+        return r.returncode == 0 and '"messages":2,' in r.stdout and r
+    r = agtest.wait_until(reported, 10)
+    check("authgatectl report counts the two messages (1 accepted, 1 rejected)",
+          r and '"accepted":1,' in r.stdout and '"rejected":1,' in r.stdout,
+          got=agtest.run(ctl + ["--json", "report"]).stdout)
     d.stop()
     S["daemon"] = None
 
