@@ -439,16 +439,33 @@ ctl_load_policy(struct ctl *c, struct ag_store **sp, struct ag_policy **pp)
 
 /* ---- init --------------------------------------------------------------- */
 
-/* init: create the database or bring its schema up to date. */
+/*
+ * init: create the database or bring its schema up to date.  A database
+ * made by root for a daemon that runs as UserID is given to that user, or
+ * the daemon could not write its counters and history to it.
+ */
 static int
 cmd_init(struct ctl *c, struct args *a)
 {
 	struct ag_store *s;
+	bool existed;
+	uid_t uid;
+	gid_t gid;
 	int rc;
 
 	if ((rc = no_more_args(c, a, "init")) != CTL_OK ||
-	    (rc = ctl_open(c, AG_STORE_CREATE, &s)) != CTL_OK) {
+	    (rc = ctl_daemon_owner(c, &uid, &gid)) != CTL_OK) {
 		return rc;
+	}
+	existed = access(c->cfg->database, F_OK) == 0;
+	if ((rc = ctl_open(c, AG_STORE_CREATE, &s)) != CTL_OK) {
+		return rc;
+	}
+	if (!existed && uid != (uid_t)-1 &&
+	    chown(c->cfg->database, uid, gid) != 0) {
+		ag_store_close(s);
+		return ctl_err(CTL_FAIL, "cannot give %s to UserID: %s",
+		    c->cfg->database, strerror(errno));
 	}
 	if (c->json) {
 		fputs("{\"database\":", stdout);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "policy.h"
@@ -71,6 +72,10 @@ int cmd_check(struct ctl *c, struct args *a);
 int cmd_counters(struct ctl *c, struct args *a);	/* ctl_counters.c */
 int cmd_sign(struct ctl *c, struct args *a);		/* ctl_sign.c */
 int cmd_key(struct ctl *c, struct args *a);		/* ctl_key.c */
+
+/* With UserID set and run as root: the daemon's user and group, else
+ * -1 and -1; a CTL_* status (ctl_key.c). */
+int ctl_daemon_owner(const struct ctl *c, uid_t *uid, gid_t *gid);
 
 /* Open the database (not creating it) for a verb; a CTL_* status. */
 int ctl_open_store(struct ctl *c, struct ag_store **out);

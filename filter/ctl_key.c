@@ -308,11 +308,12 @@ write_all(int fd, const char *buf, size_t len)
 /*
  * Who must own a new key: with UserID set and run as root, the daemon
  * reads its keys (at every policy reload) as that user, so a key file,
- * and a key directory made here, are given to it and its group.
- * Otherwise *UID and *GID are -1: no change.  A CTL_* status.
+ * and a key directory made here, are given to it and its group (and so
+ * is a database `init` makes).  Otherwise *UID and *GID are -1: no
+ * change.  A CTL_* status.
  */
-static int
-key_owner(const struct ctl *c, uid_t *uid, gid_t *gid)
+int
+ctl_daemon_owner(const struct ctl *c, uid_t *uid, gid_t *gid)
 {
 	char buf[256], *colon;
 	struct passwd *pw;
@@ -599,7 +600,7 @@ cmd_key_generate(struct ctl *c, struct args *a)
 	if ((rc = key_args(c, a, &v, &o, NULL)) != CTL_OK ||
 	    (rc = key_name(o.domain, o.selector, &n)) != CTL_OK ||
 	    (rc = generate_type(&o, &t, &bits)) != CTL_OK ||
-	    (rc = key_owner(c, &d.uid, &d.gid)) != CTL_OK ||
+	    (rc = ctl_daemon_owner(c, &d.uid, &d.gid)) != CTL_OK ||
 	    (rc = make_dir(o.dir, d.uid, d.gid)) != CTL_OK) {
 		return rc;
 	}

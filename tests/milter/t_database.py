@@ -3,6 +3,7 @@
 schema, locked by another writer (at start, and while running with a
 policy loaded), read-only, and On-DatabaseError accept."""
 
+import grp
 import os
 import sqlite3
 import sys
@@ -80,6 +81,33 @@ def missing_database_is_created():
     check("authgatectl can read the database the daemon created", r.returncode == 0,
           agtest.fmt_run(r))
     ag.terminate()
+
+
+@suite.case
+def init_as_root_gives_the_database_to_userid():
+    """authgatectl init run by root with UserID set makes the database the
+    daemon's (it writes counters and history after dropping privileges);
+    a database that already exists keeps its owner."""
+    import pwd
+    if os.geteuid() != 0:
+        raise agtest.Skip("needs root")
+    nobody = pwd.getpwnam("nobody")
+    wd = agtest.tmpdir("init-uid")
+    a = agtest.Authgate(wd, conf={"UserID": "nobody:nogroup"})
+    r = a.ctl("init")
+    check_eq("init: exit 0", r.returncode, 0, agtest.fmt_run(r))
+    st = os.stat(a.db)
+    check_eq("the new database belongs to nobody:nogroup", (st.st_uid, st.st_gid),
+             (nobody.pw_uid, grp.getgrnam("nogroup").gr_gid))
+    os.chown(a.db, 0, 0)
+    r = a.ctl("init")
+    check_eq("init again: exit 0", r.returncode, 0, agtest.fmt_run(r))
+    check_eq("an existing database keeps its owner", os.stat(a.db).st_uid, 0)
+    b = agtest.Authgate(agtest.tmpdir("init-nouid"), conf={"UserID": "no-such-user-authgate"})
+    r = b.ctl("init")
+    check_eq("UserID naming no user: exit 1", r.returncode, 1, agtest.fmt_run(r))
+    check("... says so, and makes no database", "no such user" in r.stderr and
+          not os.path.exists(b.db), got=r.stderr)
 
 
 @suite.case
