@@ -10,6 +10,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/e2e/t_size.py \
 	tests/e2e/t_rcpt.py \
 	tests/e2e/t_xclient.py \
+	tests/e2e/t_sendmail.py \
 	tests/e2e/t_spf.py \
 	tests/e2e/t_dkim.py \
 	tests/e2e/t_rate.py \
