@@ -529,6 +529,55 @@ def rate_limit_third_message_451():
              [outcome(x) for x in out["postfix"]])
 
 
+def man_page_mc_lines():
+    """The .mc lines of authgate(8), SENDMAIL, as an administrator would
+    copy them (roff escapes undone)."""
+    with open(os.path.join(agtest.SRCDIR, "man", "authgate.8")) as f:
+        text = f.read()
+    sec = text[text.index(".SH SENDMAIL"):text.index(".SH FILES")]
+    blocks = re.findall(r"^\.nf\n(.*?)^\.fi$", sec, re.M | re.S)
+    return "".join(blocks).replace("\\(ga", "`").replace("\\(aq", "'")
+
+
+@suite.case
+def man_page_mc_lines_work():
+    """A second Sendmail built from the man page's lines alone (the socket
+    path changed) passes mail through authgate."""
+    lines = man_page_mc_lines()
+    check("authgate(8) SENDMAIL has INPUT_MAIL_FILTER and confMILTER_MACROS_ lines",
+          "INPUT_MAIL_FILTER(`authgate'," in lines and "confMILTER_MACROS_CONNECT" in lines,
+          got=lines, fatal=True)
+    lines = lines.replace("unix:/run/authgate/authgate.sock", S["ag"].socket)
+    sm = agsendmail.Sendmail(agtest.tmpdir("sm-man"), S["sink"].port, milter=None,
+                             extra_mc=lines.splitlines(), binary_path=S["binary"])
+    sm.start()
+    try:
+        with open(sm.cf) as f:
+            cf = f.read()
+        check("the .cf has the filter with F=T and the timeouts",
+              "\nXauthgate, S=%s, F=T, T=S:30s;R:30s;E:5m\n" % S["ag"].socket in cf,
+              got=[ln for ln in cf.splitlines() if ln.startswith("X")])
+        check("and the connect macros with {client_addr} and {client_name}",
+              "\nO Milter.macros.connect=j, _, {daemon_name}, {if_name}, {if_addr}, "
+              "{client_addr}, {client_name}\n" in cf,
+              got=[ln for ln in cf.splitlines() if "Milter.macros" in ln])
+        mark = S["ag"].log_mark()
+        tok = token("man")
+        c = sm.smtp(HELO, source=CLIENT)
+        stage, rep, rr = agpostfix.send_raw(c, "alice@example.org", [RCPT],
+                                            plain(tok, "alice@example.org"))
+        c.quit()
+        check("a message through it: 250", stage == "eod" and rep.startswith("250"),
+              got=(stage, rep, rr))
+        qid = agsendmail.queued_id(rep)
+        check("at the sink", S["sink"].wait_for(tok) is not None)
+        if qid:
+            agtest.check_decision(S["ag"], qid, "accept", since=mark,
+                                  what="authgate's line with Sendmail's queue id")
+    finally:
+        sm.stop()
+
+
 @suite.case
 def authgate_down_sendmail_451_4_3_2():
     ag = S["ag"]
