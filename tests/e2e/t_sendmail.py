@@ -102,6 +102,9 @@ def setup():
     t1 = time.monotonic()
     S["sendmail"].start()
     diag("Postfix started in %.2fs, Sendmail in %.2fs" % (t1 - t0, time.monotonic() - t1))
+    sm = S["sendmail"]
+    check_eq("Sendmail's pid file names the process started (stopped by that PID)",
+             agtest.wait_until(sm.daemon_pid, 5), sm.proc.pid)
     S["seq"] = 0
 
 
