@@ -268,8 +268,12 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 		return no_conn(ctx);
 	}
 	ag_conn_set_auth(c, smfi_getsymval(ctx, "{auth_authen}"));
-	ag_conn_mail(c, argv, &v);
+	/* end a transaction the MTA did not abort before taking the new
+	 * one's queue id (Sendmail sends it at MAIL; Postfix, which makes
+	 * its queue file later, from RCPT on) */
+	ag_conn_abort(c);
 	note_qid(ctx, c);
+	ag_conn_mail(c, argv, &v);
 	return reply(ctx, &v);
 }
 

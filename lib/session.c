@@ -70,8 +70,12 @@ ag_conn_new(struct ag_engine *e, const struct ag_conn_info *info,
 		    ag_ip_from_sockaddr(info->sa, &c->ip) == AG_OK) {
 			c->have_ip = true;
 		}
-		copy_bounded(c->client_name, sizeof(c->client_name),
-		    info->client_name);
+		/* Sendmail names a client without reverse DNS "[ADDR]";
+		 * Postfix says "unknown", and so does the log */
+		if (info->client_name != NULL && info->client_name[0] != '[') {
+			copy_bounded(c->client_name, sizeof(c->client_name),
+			    info->client_name);
+		}
 	}
 	if (c->have_ip) {
 		ag_ip_format(&c->ip, c->ipstr, sizeof(c->ipstr));
