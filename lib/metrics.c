@@ -104,7 +104,6 @@ void
 ag_metrics_reset(void)
 {
 	memset(&mt, 0, sizeof(mt));
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 void

@@ -450,6 +450,8 @@ test_rules(void **state)
 #define THREADS 4
 #define PER_THREAD 200000
 
+static unsigned hammers_done;
+
 static void *
 hammer(void *arg)
 {
@@ -461,7 +463,36 @@ hammer(void *arg)
 		ag_metrics_dns_duration((uint64_t)(i % 7) * 1000);
 		ag_metrics_auth(AG_MET_DMARC, 1);
 	}
+	__atomic_add_fetch(&hammers_done, 1, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+/* Render while the threads count: valid text, counters never go back. */
+static unsigned
+render_meanwhile(void)
+{
+	double last_accept = 0, last_count = 0, v;
+	unsigned renders = 0;
+	char *t;
+
+	while (__atomic_load_n(&hammers_done, __ATOMIC_ACQUIRE) < THREADS) {
+		t = render();
+		check_format(t);
+		v = value_of(t, "authgate_messages_total{action=\"accept\"}");
+		if (v < last_accept) {
+			fail_msg("meanwhile: accept went back %f -> %f",
+			    last_accept, v);
+		}
+		last_accept = v;
+		v = value_of(t, "authgate_dns_query_duration_seconds_count");
+		if (v < last_count) {
+			fail_msg("meanwhile: _count went back");
+		}
+		last_count = v;
+		renders++;
+		free(t);
+	}
+	return renders;
 }
 
 /* Counts from several threads at once sum exactly. */
@@ -474,6 +505,7 @@ test_threads(void **state)
 
 	(void)state;
 	ag_metrics_reset();
+	hammers_done = 0;
 	for (int i = 0; i < THREADS; i++) {
 		/* overlapping id ranges: slots are claimed in races */
 		if (pthread_create(&tid[i], NULL, hammer,
@@ -481,6 +513,7 @@ test_threads(void **state)
 			fail_msg("pthread_create");
 		}
 	}
+	(void)render_meanwhile();
 	for (int i = 0; i < THREADS; i++) {
 		pthread_join(tid[i], NULL);
 	}
