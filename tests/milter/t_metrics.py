@@ -11,7 +11,8 @@ reloads_total.  The HTTP side: HEAD, 404, 405, 400 for garbage and for
 a head over 8 KB; a client that sends nothing delays no scrape and is
 cut off at the 5 s deadline; with every slot held by silent clients a
 scrape waits at most for the deadline; a port already taken stops the
-daemon at start with a clear error.
+daemon at start with a clear error; a database that is not one counts
+store errors.
 
 The rate counters live in a Redis that is not running (RateBackend on
 a closed port, On-RateBackendError local): each rate decision is one
@@ -439,6 +440,30 @@ def ipv6_listen():
     check("[::1]: 200 with the metrics", data.startswith(b"HTTP/1.1 200 ") and
           b"\nauthgate_connections 0\n" in data, got=data[:300])
     check_eq("stops cleanly", ag6.stop(), 0)
+
+
+@suite.case
+def a_broken_database_counts_store_errors():
+    d = agtest.tmpdir("agdb")
+    db = os.path.join(d, "broken.db")
+    with open(db, "wb") as f:
+        f.write(b"this is not an SQLite database\n" * 200)
+    port = agtest.free_port()
+    agb = agtest.Authgate(d, name="authgate-db", db=db, conf={
+        "MetricsListen": "127.0.0.1:%d" % port})
+    agb.start()
+    c = agtest.open_session(agb, address=CLIENT)
+    c.set_queue_id(new_qid())
+    r = c.mail("<alice@pass.example>")
+    check("no policy: MAIL gets 451 4.3.0", r.code == "451" and r.xcode == "4.3.0", got=r)
+    c.quit()
+    st, _, body, _ = http(b"GET /metrics HTTP/1.1\r\n\r\n", port=port)
+    series = parse_text(body.decode())
+    n = get(series, "authgate_store_errors_total")
+    check("store errors counted", n is not None and n >= 1, got=n)
+    check_eq("the tempfail counted", get(series, "authgate_messages_total", action="tempfail"), 1.0)
+    check_eq("no policy was loaded", get(series, "authgate_reloads_total", what="policy"), 0.0)
+    check_eq("stops cleanly", agb.stop(), 0)
 
 
 @suite.case
