@@ -41,6 +41,8 @@
 #include "engine.h"
 #include "log.h"
 #include "ctlsock.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "milter.h"
 #include "offline.h"
 #include "session.h"
@@ -340,9 +342,11 @@ reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
 	    !same_opt(cfg->user_id, (*cur)->user_id) ||
 	    !same_opt(cfg->pid_file, (*cur)->pid_file) ||
 	    cfg->umask != (*cur)->umask ||
-	    cfg->milter_timeout != (*cur)->milter_timeout) {
-		ag_log_notice("reload: Socket, UserID, UMask, PidFile and "
-		    "MilterTimeout changes take effect at the next restart");
+	    cfg->milter_timeout != (*cur)->milter_timeout ||
+	    !same_opt(cfg->metrics_listen, (*cur)->metrics_listen)) {
+		ag_log_notice("reload: Socket, UserID, UMask, PidFile, "
+		    "MilterTimeout and MetricsListen changes take effect at the "
+		    "next restart");
 	}
 	ag_log_set_level(cfg->log_level);
 	ag_log_set_facility(cfg->log_facility);
@@ -466,11 +470,12 @@ tcp_nodelay_listener(void)
 }
 
 static void
-open_socket_and_drop(const struct ag_config *cfg, const char *sock)
+open_socket_and_drop(const struct ag_config *cfg, const char *sock,
+    struct ag_mhttp **mh)
 {
 	uid_t uid = 0;
 	gid_t gid = 0;
-	char user[256] = "", ctlpath[256];
+	char user[256] = "", ctlpath[256], why[512];
 	bool drop = cfg->user_id != NULL && geteuid() == 0;
 	const char *path = socket_path(sock);
 
@@ -519,6 +524,12 @@ open_socket_and_drop(const struct ag_config *cfg, const char *sock)
 			    strerror(errno));
 			exit(1);
 		}
+	}
+	if (cfg->metrics_listen != NULL &&
+	    (*mh = ag_mhttp_open(cfg->metrics_listen, why, sizeof(why))) ==
+	    NULL) {
+		ag_log_err("%s", why);
+		exit(1);
 	}
 	if (cfg->pid_file != NULL && write_pidfile(cfg->pid_file) != 0) {
 		exit(1);
@@ -618,6 +629,7 @@ static int
 run_daemon(const struct opts *o, struct ag_config *cfg)
 {
 	struct ag_engine *e = NULL;
+	struct ag_mhttp *mh = NULL;
 	const char *sock = cfg->socket;
 	const char *path = socket_path(sock);
 	pthread_t tid;
@@ -640,7 +652,8 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 		goto fail;
 	}
 	raise_nofile();
-	open_socket_and_drop(cfg, sock);
+	ag_metrics_init(PACKAGE_VERSION);
+	open_socket_and_drop(cfg, sock, &mh);
 	/* the engine's watcher thread must not take our signals either */
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
@@ -648,10 +661,16 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	rc = ag_engine_new(cfg, true, &e) == AG_OK ? ag_engine_start(e) : AG_NOMEM;
+	if (rc == AG_OK && mh != NULL && ag_mhttp_start(mh) != 0) {
+		rc = AG_NOMEM;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != AG_OK) {
 		ag_log_err("cannot start the filter: out of memory");
 		goto fail;
+	}
+	if (mh != NULL) {
+		ag_log_info("metrics on http://%s/metrics", cfg->metrics_listen);
 	}
 	ag_milter_set_engine(e);
 	ag_control_start(e);
@@ -663,6 +682,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	}
 	mrc = main_loop(o, e, &cfg, tid, &mrc);
 	ag_control_stop();
+	ag_mhttp_free(mh);
 	if (ag_session_in_flight() == 0) {
 		ag_engine_free(e);	/* saves the rate counters too */
 	} else {
@@ -679,6 +699,7 @@ run_daemon(const struct opts *o, struct ag_config *cfg)
 	ag_log_info("stopped");
 	return mrc == MI_SUCCESS ? 0 : 1;
 fail:
+	ag_mhttp_free(mh);	/* NULL is fine */
 	ag_engine_free(e);	/* NULL is fine */
 	ag_config_unref(cfg);
 	return 1;

@@ -13,6 +13,7 @@
 #include <libmilter/mfapi.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "milter.h"
 #include "session.h"
 
@@ -235,6 +236,7 @@ cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	if (m != NULL && m->conn == NULL) {
 		m->conn = ag_conn_new(engine, &info, &v);
 		ag_conn_set_leadspc(m->conn, m->leadspc);
+		ag_metrics_connection(m->conn != NULL ? 1 : 0);
 	}
 	if (m == NULL || m->conn == NULL) {
 		/* answered at the next step that can answer */
@@ -436,6 +438,7 @@ cb_close(SMFICTX *ctx)
 	smfi_setpriv(ctx, NULL);
 	if (m->conn != NULL) {
 		ag_conn_free(m->conn);
+		ag_metrics_connection(-1);
 	}
 	free(m);
 	return SMFIS_CONTINUE;

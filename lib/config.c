@@ -181,6 +181,9 @@ static const struct kw kw_table[] = {
 	{ "ControlSocket", KW_ABSPATH, NULL, OFF(control_socket), 0, 0, 0,
 	    "authgatectl's socket; unset: control.sock beside a unix Socket",
 	    NULL },
+	{ "MetricsListen", KW_LISTEN, NULL, OFF(metrics_listen), 0, 0, 0,
+	    "Prometheus endpoint, IPV4:PORT or [IPV6]:PORT; unset: none",
+	    NULL },
 };
 
 #define KW_COUNT (sizeof(kw_table) / sizeof(kw_table[0]))

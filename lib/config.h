@@ -85,6 +85,7 @@ struct ag_config {
 	int on_dmarc_temperror;	/* On-DMARCTemperror: 0 accept, 1 tempfail */
 	char *psl_file;		/* PublicSuffixList: NULL: Debian's */
 	unsigned history_days;	/* HistoryDays: default 30, 0: none */
+	char *metrics_listen;	/* MetricsListen: ADDR:PORT; NULL: no endpoint */
 };
 
 /*

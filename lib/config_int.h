@@ -42,7 +42,8 @@ enum kw_type {
 	KW_DISP,	/* int (enum ag_disp): accept|tag|tempfail|reject */
 	KW_IDLIST,	/* char *: authserv-ids, stored space-separated */
 	KW_RATEBACKEND,	/* char *: "local" or a Redis URL */
-	KW_CHOICE	/* int: the index of one of the keyword's names */
+	KW_CHOICE,	/* int: the index of one of the keyword's names */
+	KW_LISTEN	/* char *: IPV4:PORT or [IPV6]:PORT */
 };
 
 #define KW_F_DEF_HOSTNAME 0x1	/* default is the host name */

@@ -20,6 +20,7 @@
 
 #include "config_int.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "ratelimit_redis.h"
 
@@ -259,6 +260,21 @@ parse_ratebackend(const struct kw *k, const char *v, void *dst, char *msg,
 		    "redis://HOST[:PORT][/DB] or unix:/PATH[?db=N] (%s)", err);
 	}
 	ag_redis_free(r);
+	return set_concat(dst, "", v);
+}
+
+/* MetricsListen: IPV4:PORT or [IPV6]:PORT (metrics.c parses it). */
+static ag_status
+parse_listen(const struct kw *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	char why[128];
+
+	(void)k;
+	if (ag_metrics_listen_parse(v, NULL, NULL, why, sizeof(why)) !=
+	    AG_OK) {
+		return bad_value(msg, msglen, v, "%s", why);
+	}
 	return set_concat(dst, "", v);
 }
 
@@ -715,4 +731,6 @@ const struct kw_ops ag_kw_ops[] = {
 	[KW_RATEBACKEND] = { parse_ratebackend, dump_string, release_string,
 	    sizeof(char *) },
 	[KW_CHOICE] = { parse_choice, dump_choice, NULL, sizeof(int) },
+	[KW_LISTEN] = { parse_listen, dump_string, release_string,
+	    sizeof(char *) },
 };

@@ -43,6 +43,7 @@
 #include "dns.h"
 #include "dnscache.h"
 #include "log.h"
+#include "metrics.h"
 
 /* RFC 1035 2.3.4: 255 octets on the wire, so 253 characters in
  * presentation form without the trailing dot; labels 63 octets. */
@@ -779,9 +780,12 @@ dns_count(struct ag_dns *d, ag_status st, bool timedout)
 	if (timedout) {
 		atomic_fetch_add_explicit(&d->timeouts, 1,
 		    memory_order_relaxed);
+		ag_metrics_dns_error(AG_MET_DNS_TIMEOUT);
 	} else if (st == AG_TEMPFAIL || st == AG_PERMFAIL || st == AG_NOMEM) {
 		atomic_fetch_add_explicit(&d->failures, 1,
 		    memory_order_relaxed);
+		ag_metrics_dns_error(st == AG_TEMPFAIL ? AG_MET_DNS_SERVFAIL :
+		    st == AG_PERMFAIL ? AG_MET_DNS_MALFORMED : AG_MET_DNS_NOMEM);
 	}
 	return st;
 }
@@ -836,7 +840,7 @@ ag_dns_query(struct ag_dns *d, const char *name, int type,
     uint64_t deadline_ms, struct ag_dns_result **out)
 {
 	struct dns_req *req;
-	uint64_t now, until;
+	uint64_t now, until, t0;
 	bool timedout = false;
 	ag_status st;
 
@@ -848,6 +852,7 @@ ag_dns_query(struct ag_dns *d, const char *name, int type,
 		return AG_INVALID;
 	}
 	atomic_fetch_add_explicit(&d->queries, 1, memory_order_relaxed);
+	ag_metrics_dns_query();
 #ifdef AG_FUZZING
 	if (ag_dns_fuzz_answer != NULL) {
 		return dns_fuzz_query(d, name, type, out);
@@ -859,6 +864,7 @@ ag_dns_query(struct ag_dns *d, const char *name, int type,
 	now = ag_dns_now_ms();
 	if (ag_dns_cache_get(d->cache, name, type, now, &st, out)) {
 		atomic_fetch_add_explicit(&d->cached, 1, memory_order_relaxed);
+		ag_metrics_dns_cache_hit();
 		return st;
 	}
 	until = now + d->timeout_ms;
@@ -878,7 +884,9 @@ ag_dns_query(struct ag_dns *d, const char *name, int type,
 	}
 	req->d = d;
 	req->type = type;
+	t0 = ag_metrics_clock_us();
 	st = dns_run(d, req, name, until, out, &timedout);
+	ag_metrics_dns_duration(ag_metrics_clock_us() - t0);
 	if (st == AG_OK || st == AG_NOTFOUND) {
 		ag_dns_cache_put(d->cache, name, type, ag_dns_now_ms(), st, *out);
 	}

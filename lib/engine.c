@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "metrics.h"
 #include "signtable.h"
 #include "store.h"
 
@@ -500,6 +501,7 @@ db_refresh(struct ag_engine *e, bool force)
 		e->data_version = dv;
 		e->policy_version = pv;
 		sign_log(sign);
+		ag_metrics_reload(AG_MET_RELOAD_POLICY);
 		publish(e, ag_config_ref(e->cfg), polref_new(pol, sign), false,
 		    NULL);
 		return;
@@ -657,6 +659,7 @@ ag_engine_reload(struct ag_engine *e, struct ag_config *cfg)
 	}
 	ag_config_unref(e->cfg);
 	e->cfg = ag_config_ref(cfg);
+	ag_metrics_reload(AG_MET_RELOAD_CONFIG);
 	checkers_update(e, cfg);
 	ag_rater_configure(e->rater, cfg);
 	db_refresh(e, true);

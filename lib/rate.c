@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "rate.h"
 #include "ratelimit_redis.h"
 #include "store.h"
@@ -190,6 +191,7 @@ ag_rater_take(struct ag_rater *r, const char *key, size_t keylen,
 		}
 		/* unreachable, slow, an error, or no memory for the call */
 		backend_down(r, err);
+		ag_metrics_redis_error(r->fallback == AG_RB_LOCAL);
 		if (r->fallback != AG_RB_LOCAL) {
 			st = r->fallback == AG_RB_TEMPFAIL ? AG_TEMPFAIL : AG_OK;
 			memset(out, 0, sizeof(*out));
@@ -222,6 +224,7 @@ ag_rater_release(struct ag_rater *r, const char *key, size_t keylen,
 		pthread_rwlock_rdlock(&r->lock);
 		if (r->redis != NULL && ag_redis_release(r->redis, key, keylen,
 		    lim, cost, err, sizeof(err)) == AG_TEMPFAIL) {
+			ag_metrics_redis_error(false);
 			ag_log_debug("rate: could not give back %.*s: %s",
 			    (int)keylen, key, err);
 		}

@@ -23,6 +23,7 @@
 #include "addr.h"
 #include "history.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "session.h"
 #include "session_int.h"
@@ -356,6 +357,8 @@ msg_end(struct ag_conn *c, const struct ag_verdict *v, const char *how)
 	}
 	if (v != NULL) {
 		msg_log(c, v, how);
+		ag_metrics_message(how != NULL ? how : ag_action_name(v->action));
+		sess_auth_metrics(m);
 	}
 	msg_history(c, v);
 	msg_record(c, v, how);

@@ -13,6 +13,7 @@
 #include "authres.h"
 #include "dkim.h"
 #include "log.h"
+#include "metrics.h"
 #include "session_int.h"
 #include "spf.h"
 
@@ -548,6 +549,21 @@ dkim_require(struct ag_conn *c, struct ag_verdict *v)
 	sess_decide(c, !enforce, v);
 }
 
+/* Count the DKIM results of a message verified (NULL: not verified):
+ * one per signature, as in Authentication-Results, or none. */
+static void
+dkim_metrics(const struct ag_dkim_msg *dm)
+{
+	size_t n = dm != NULL ? ag_dkim_count(dm) : 0;
+
+	if (dm != NULL && n == 0) {
+		ag_metrics_auth(AG_MET_DKIM, AG_DKIM_NONE);
+	}
+	for (size_t i = 0; i < n; i++) {
+		ag_metrics_auth(AG_MET_DKIM, ag_dkim_get(dm, i)->result);
+	}
+}
+
 bool
 sess_auth_eom(struct ag_conn *c, struct ag_verdict *vd)
 {
@@ -557,6 +573,7 @@ sess_auth_eom(struct ag_conn *c, struct ag_verdict *vd)
 	if (m->dkim != NULL && ag_dkim_eom(m->dkim) != AG_OK) {
 		return false;
 	}
+	dkim_metrics(m->dkim);
 	dkim_require(c, vd);
 	if (ag_verdict_is_final(vd)) {
 		return true;
@@ -676,6 +693,20 @@ sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz)
 		snprintf(forged, sizeof(forged), " forged_ar=%zu", m->nforged);
 	}
 	snprintf(buf, bufsz, "%s%s%s%s%s", spf, dkim, dmarc, sign, forged);
+}
+
+void
+sess_auth_metrics(const struct msg *m)
+{
+	if (m->spf_done) {
+		ag_metrics_auth(AG_MET_SPF_MFROM, m->spf.result);
+	}
+	if (m->spf_helo_done) {
+		ag_metrics_auth(AG_MET_SPF_HELO, m->spf_helo.result);
+	}
+	if (m->dmarc_done) {
+		ag_metrics_auth(AG_MET_DMARC, (unsigned)m->dmarc_result);
+	}
 }
 
 void

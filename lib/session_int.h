@@ -167,6 +167,10 @@ bool sess_auth_eom(struct ag_conn *c, struct ag_verdict *v);
 /* The log fields: " spf=... dkim=...". */
 void sess_auth_logfields(const struct msg *m, char *buf, size_t bufsz);
 
+/* Count the SPF and DMARC results of the ending message (metrics.h);
+ * DKIM's are counted at end of message, where they are known. */
+void sess_auth_metrics(const struct msg *m);
+
 /* Free what the message holds for these checks. */
 void sess_auth_free(struct msg *m);
 

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "rate.h"
 #include "session_int.h"
 
@@ -263,6 +264,7 @@ take_one(struct ag_conn *c, const struct ag_rule *r, size_t idx,
 		refusal(v, r, sp, key, cost, &res);
 		snprintf(m->rate_hit, sizeof(m->rate_hit), "%s", key);
 		m->rate_rule = r->id;
+		ag_metrics_rate_hit(r->id);
 		/* a dry-run rule or a tag limit only notes it */
 		return !sess_decide(c, r->dry_run || r->on_limit == AG_DISP_TAG,
 		    v);
@@ -443,6 +445,7 @@ sess_rate_eom(struct ag_conn *c, struct ag_verdict *v)
 		refusal(v, h->rule, sp, h->key, m->size, &res);
 		snprintf(m->rate_hit, sizeof(m->rate_hit), "%s", h->key);
 		m->rate_rule = h->rule->id;
+		ag_metrics_rate_hit(h->rule->id);
 		if (sess_decide(c, h->rule->dry_run ||
 		    h->rule->on_limit == AG_DISP_TAG, v)) {
 			return;		/* msg_end gives every hold back */

@@ -30,6 +30,7 @@
 
 #include <sqlite3.h>
 
+#include "metrics.h"
 #include "store.h"
 #include "store_int.h"
 
@@ -227,6 +228,7 @@ store_sqlerr(struct ag_store *s, int rc, const char *what)
 	const char *msg = s->db != NULL ? sqlite3_errmsg(s->db) :
 	    sqlite3_errstr(rc);
 
+	ag_metrics_store_error();
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:

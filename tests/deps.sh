@@ -33,6 +33,9 @@ PACKAGES=(
 	# rate limits: the tests start their own redis-server on loopback
 	# ports (redis-tools: redis-cli)
 	redis-server redis-tools
+	# metrics (tests/milter/t_metrics.py): Prometheus' own parser of the
+	# text format checks the endpoint's output
+	python3-prometheus-client
 	# fuzzing (tests/fuzz): clang with libFuzzer and the sanitizer
 	# runtimes (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev)
 	clang libclang-rt-14-dev

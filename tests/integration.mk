@@ -37,6 +37,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_concurrency.py \
 	tests/milter/t_garbage.py \
 	tests/milter/t_badinput.py \
+	tests/milter/t_metrics.py \
 	tests/docs/t_docs.py \
 	tests/docs/t_systemd.py \
 	tests/milter/t_milterload.py

@@ -9,13 +9,15 @@
 #   t_dns              the resolver and its table of answers (threads
 #                      asking the same names while local data changes)
 #   t_dkim             verification threads sharing the decoded keys
+#   t_metrics          the counters and the rule table (4 threads that
+#                      claim the same rule slots while rendering reads)
 # A data race makes the test program exit non-zero (halt_on_error), which
 # its TAP driver reports.  `make check-tsan` runs this; so does tests/run.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 tsan="$top/_tsan"
 tests="tests/unit/t_ratelimit tests/unit/t_rate tests/unit/t_ratelimit_redis
-    tests/unit/t_history tests/unit/t_dns tests/unit/t_dkim"
+    tests/unit/t_history tests/unit/t_dns tests/unit/t_dkim tests/unit/t_metrics"
 
 rm -rf "$tsan"
 mkdir -p "$tsan"

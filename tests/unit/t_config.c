@@ -673,6 +673,12 @@ test_rate_keywords(void **state)
 		{ "On-DMARCFromError accept", AG_INVALID },
 		{ "On-DMARCTemperror reject", AG_INVALID },
 		{ "HistoryDays 3651", AG_INVALID },
+		{ "MetricsListen 127.0.0.1:9469", AG_OK },
+		{ "MetricsListen [::1]:9469", AG_OK },
+		{ "MetricsListen ::1:9469", AG_INVALID },
+		{ "MetricsListen localhost:9469", AG_INVALID },
+		{ "MetricsListen 127.0.0.1", AG_INVALID },
+		{ "MetricsListen 127.0.0.1:0", AG_INVALID },
 	};
 	struct ag_config *c = NULL;
 	char err[ERRSZ], path[128];
@@ -754,7 +760,8 @@ test_full_and_round_trip(void **state)
 	    "On-DMARCTemperror tempfail\r\n"
 	    "PublicSuffixList /usr/share/publicsuffix/public_suffix_list.dat\r\n"
 	    "HistoryDays 7\r\n"
-	    "ControlSocket /run/ag/ctl.sock\r\n";
+	    "ControlSocket /run/ag/ctl.sock\r\n"
+	    "MetricsListen [::1]:9469\r\n";
 	struct ag_config *c = NULL, *c2 = NULL;
 	char err[ERRSZ];
 	char *d1, *d2;
@@ -1015,7 +1022,7 @@ test_keywords(void **state)
 			}
 		}
 	}
-	assert_int_equal(i, 47);
+	assert_int_equal(i, 48);
 	assert_ptr_equal(ag_config_keywords(), kw);
 }
 
