@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -173,6 +174,20 @@ utf8_len(const unsigned char *p)
  * are not UTF-8, and '\' escaped.  With FP NULL only measure.  Returns
  * the width in characters.
  */
+/* T (Unix seconds) as "YYYY-MM-DDTHH:MM:SSZ" in BUF. */
+const char *
+ctl_iso_time(int64_t t, char *buf, size_t bufsz)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+		snprintf(buf, bufsz, "%lld", (long long)t);
+	}
+	return buf;
+}
+
 size_t
 put_text(FILE *fp, const char *s)
 {

@@ -54,6 +54,8 @@ size_t put_text(FILE *fp, const char *s);
 void put_json(FILE *fp, const char *s);
 /* A limit as JSON: a number or null. */
 void put_json_limit(FILE *fp, int64_t v);
+/* T (Unix seconds) as "YYYY-MM-DDTHH:MM:SSZ" in BUF; returns BUF. */
+const char *ctl_iso_time(int64_t t, char *buf, size_t bufsz);
 /* A byte count as an administrator writes it: "10M", "512k", "1000". */
 const char *format_bytes(char *buf, size_t bufsz, int64_t v);
 

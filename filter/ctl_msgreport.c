@@ -25,20 +25,6 @@ struct msgreport_args {
 	const char *since, *until, *by, *only, *top;
 };
 
-/* T as "YYYY-MM-DDTHH:MM:SSZ". */
-static const char *
-iso_time(int64_t t, char *buf, size_t bufsz)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-		snprintf(buf, bufsz, "%lld", (long long)t);
-	}
-	return buf;
-}
-
 /* The options into Q; a CTL_* status. */
 static int
 msgreport_options(struct ctl *c, struct args *a, struct ag_msglog_query *q)
@@ -195,8 +181,8 @@ text_report(const struct ag_msglog_query *q, const struct ag_msglog_report *r)
 	size_t w = strlen(key_title(q->by)), i;
 	char b[32], e[32];
 
-	printf("Messages from %s to %s%s%s: %llu\n", iso_time(q->begin, b,
-	    sizeof(b)), iso_time(q->end, e, sizeof(e)),
+	printf("Messages from %s to %s%s%s: %llu\n", ctl_iso_time(q->begin, b,
+	    sizeof(b)), ctl_iso_time(q->end, e, sizeof(e)),
 	    q->only != AG_ONLY_ALL ? ", only " : "",
 	    q->only != AG_ONLY_ALL ? ag_msglog_only_name(q->only) : "",
 	    (unsigned long long)t->messages);

@@ -23,20 +23,6 @@ struct report_args {
 	const char *domain, *since, *until, *org_name, *email, *report_id;
 };
 
-/* T as "YYYY-MM-DDTHH:MM:SSZ" for messages. */
-static const char *
-iso_time(int64_t t, char *buf, size_t bufsz)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, bufsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-		snprintf(buf, bufsz, "%lld", (long long)t);
-	}
-	return buf;
-}
-
 /* The options; a CTL_* status. */
 static int
 report_options(struct ctl *c, struct args *a, struct report_args *r)
@@ -150,8 +136,8 @@ report_build(struct ctl *c, const struct ag_history_report_opts *o,
 	}
 	if (st == AG_NOTFOUND) {
 		ctl_err(CTL_FAIL, "no DMARC results for %s between %s and %s "
-		    "(nothing written)", o->domain, iso_time(o->begin, b,
-		    sizeof(b)), iso_time(o->end, e, sizeof(e)));
+		    "(nothing written)", o->domain, ctl_iso_time(o->begin, b,
+		    sizeof(b)), ctl_iso_time(o->end, e, sizeof(e)));
 	} else if (st == AG_NOMEM) {
 		ctl_err(CTL_FAIL, "out of memory");
 	} else if (st != AG_OK) {

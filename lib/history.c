@@ -474,36 +474,20 @@ ag_status
 ag_history_prune(struct ag_store *s, unsigned days, int64_t now,
     size_t *ndeleted)
 {
-	sqlite3 *db = ag_store_sqlite(s);
-	sqlite3_stmt *st = NULL;
 	int64_t cutoff = days == 0 ? INT64_MAX :
 	    now - (int64_t)days * DAY_SECONDS;
-	size_t nmsg = 0;
-	int rc;
+	size_t ndmarc = 0, nmsg = 0;
+	ag_status st;
 
-	if (ndeleted != NULL) {
-		*ndeleted = 0;
-	}
-	rc = sqlite3_prepare_v2(db, "DELETE FROM dmarc_result WHERE time < ?",
-	    -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, cutoff);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		return ag_store_sqlite_error(s, rc, "pruning DMARC results");
+	st = ag_store_delete_before(s, "dmarc_result", cutoff,
+	    "pruning DMARC results", &ndmarc);
+	if (st == AG_OK) {
+		st = ag_msglog_prune(s, cutoff, &nmsg);
 	}
 	if (ndeleted != NULL) {
-		*ndeleted = (size_t)sqlite3_changes(db);
+		*ndeleted = ndmarc + nmsg;
 	}
-	if (ag_msglog_prune(s, cutoff, &nmsg) != AG_OK) {
-		return AG_PERMFAIL;	/* the error is in S */
-	}
-	if (ndeleted != NULL) {
-		*ndeleted += nmsg;
-	}
-	return AG_OK;
+	return st;
 }
 
 /* ---- XML ---------------------------------------------------------------- */

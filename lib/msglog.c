@@ -146,27 +146,8 @@ ag_msglog_insert(sqlite3_stmt *st, const struct ag_msglog_row *r)
 ag_status
 ag_msglog_prune(struct ag_store *s, int64_t cutoff, size_t *ndeleted)
 {
-	sqlite3 *db = ag_store_sqlite(s);
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	if (ndeleted != NULL) {
-		*ndeleted = 0;
-	}
-	rc = sqlite3_prepare_v2(db, "DELETE FROM message_log WHERE time < ?",
-	    -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, cutoff);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		return ag_store_sqlite_error(s, rc, "pruning the message history");
-	}
-	if (ndeleted != NULL) {
-		*ndeleted = (size_t)sqlite3_changes(db);
-	}
-	return AG_OK;
+	return ag_store_delete_before(s, "message_log", cutoff,
+	    "pruning the message history", ndeleted);
 }
 
 /* ---- names ----------------------------------------------------------------- */

@@ -908,3 +908,30 @@ ag_store_fail(struct ag_store *s, ag_status st, const char *fmt, ...)
 	va_end(ap);
 	return store_err(s, st, "%s", text);
 }
+
+ag_status
+ag_store_delete_before(struct ag_store *s, const char *table, int64_t cutoff,
+    const char *what, size_t *ndeleted)
+{
+	char sql[96];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (ndeleted != NULL) {
+		*ndeleted = 0;
+	}
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE time < ?", table);
+	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cutoff);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		return store_sqlerr(s, rc, what);
+	}
+	if (ndeleted != NULL) {
+		*ndeleted = (size_t)sqlite3_changes(s->db);
+	}
+	return AG_OK;
+}

@@ -113,4 +113,12 @@ ag_status ag_store_sqlite_error(struct ag_store *s, int rc, const char *what);
 ag_status ag_store_fail(struct ag_store *s, ag_status st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Delete the rows of TABLE (a history table: a fixed name, never input)
+ * whose time column is before CUTOFF; *NDELETED (may be NULL) gets their
+ * number.  Errors name WHAT.
+ */
+ag_status ag_store_delete_before(struct ag_store *s, const char *table,
+    int64_t cutoff, const char *what, size_t *ndeleted);
+
 #endif

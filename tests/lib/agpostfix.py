@@ -315,17 +315,9 @@ def qmqp_send(port, sender, rcpts, msg, timeout=30):
     """Send MSG (bytes) by QMQP to 127.0.0.1:PORT; mail that arrives this
     way goes through Postfix's non_smtpd_milters.  Returns the server's
     answer: 'K...' (queued), 'Z...' (temporary), 'D...' (permanent)."""
-    import socket
     body = _netstring(msg) + _netstring(sender.encode())
     body += b"".join(_netstring(r.encode()) for r in rcpts)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(_netstring(body))
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+    data = agtest.exchange("127.0.0.1", port, _netstring(body), timeout)
     length, _, rest = data.partition(b":")
     return rest[:int(length)].decode("utf-8", "replace") if length.isdigit() else data.decode(
         "utf-8", "replace")

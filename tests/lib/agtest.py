@@ -442,6 +442,20 @@ def port_open(host, port, family=socket.AF_INET):
         return False
 
 
+def exchange(host, port, data, timeout=10.0):
+    """Connect to HOST:PORT (IPv4 or IPv6), send DATA (None: nothing) and
+    read until the server closes; returns the bytes read."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        if data:
+            s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
 def unix_open(path):
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -71,15 +71,7 @@ def http(raw, timeout=10.0, port=None):
     """Send RAW bytes (None: send nothing) and read to EOF: (status code
     or None, {header: value}, body bytes, seconds taken)."""
     t0 = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port or S["mport"]), timeout=timeout) as s:
-        if raw:
-            s.sendall(raw)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    data = agtest.exchange("127.0.0.1", port or S["mport"], raw, timeout)
     took = time.monotonic() - t0
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -429,14 +421,7 @@ def ipv6_listen():
     r = ag6.ctl("init")
     check("authgatectl init", r.returncode == 0, agtest.fmt_run(r), fatal=True)
     ag6.start()
-    with socket.create_connection(("::1", port), timeout=10) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    data = agtest.exchange("::1", port, b"GET /metrics HTTP/1.1\r\n\r\n")
     check("[::1]: 200 with the metrics", data.startswith(b"HTTP/1.1 200 ") and
           b"\nauthgate_connections 0\n" in data, got=data[:300])
     check_eq("stops cleanly", ag6.stop(), 0)
