@@ -277,19 +277,10 @@ class Postfix:
         self.settings.update(kw)
 
     def smtp(self, helo="client.example", ehlo=True, timeout=30):
-        s = smtplib.SMTP("127.0.0.1", self.port, local_hostname=helo, timeout=timeout)
-        if ehlo:
-            s.ehlo(helo)
-        else:
-            s.helo(helo)
-        return s
+        return agtest.smtp_client(self.port, helo, ehlo, timeout)
 
     def log(self):
-        try:
-            with open(self.maillog, "r", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return agtest.read_text(self.maillog)
 
     def wait_log(self, text, timeout=5.0):
         """True once TEXT appears in Postfix's maillog (postlogd writes

@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import signal
-import smtplib
 import sys
 import tempfile
 
@@ -357,22 +356,11 @@ class Sendmail:
     def smtp(self, helo="client.example", ehlo=True, timeout=30, source=None):
         """smtplib.SMTP connected (from SOURCE, an address, when given),
         EHLO (or HELO) done."""
-        s = smtplib.SMTP(local_hostname=helo, timeout=timeout,
-                         source_address=(source, 0) if source else None)
-        s.connect("127.0.0.1", self.port)
-        if ehlo:
-            s.ehlo(helo)
-        else:
-            s.helo(helo)
-        return s
+        return agtest.smtp_client(self.port, helo, ehlo, timeout, source)
 
     def log(self):
         """The transcript so far."""
-        try:
-            with open(self.transcript, "r", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return agtest.read_text(self.transcript)
 
     def wait_log(self, text, timeout=5.0):
         return bool(wait_until(lambda: text in self.log(), timeout, 0.1))

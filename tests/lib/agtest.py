@@ -489,6 +489,29 @@ def idle_stats(pid):
     return min(samples, key=lambda s: s["fds"])
 
 
+def read_text(path):
+    """The text of PATH (bad UTF-8 replaced), or "" when it cannot be read."""
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def smtp_client(port, helo="client.example", ehlo=True, timeout=30, source=None):
+    """An smtplib.SMTP connected to 127.0.0.1:PORT (from SOURCE, an
+    address, when given), EHLO (or HELO) done."""
+    import smtplib
+    s = smtplib.SMTP(local_hostname=helo, timeout=timeout,
+                     source_address=(source, 0) if source else None)
+    s.connect("127.0.0.1", port)
+    if ehlo:
+        s.ehlo(helo)
+    else:
+        s.helo(helo)
+    return s
+
+
 def tail(path, n=40):
     try:
         with open(path, "r", errors="replace") as f:
