@@ -717,7 +717,9 @@ key_scan(const char *dir, struct keyfile **out, size_t *nout)
 	if (de != NULL) {
 		return ctl_err(CTL_FAIL, "out of memory");
 	}
-	qsort(kf, n, sizeof(*kf), name_cmp);
+	if (n > 1) {
+		qsort(kf, n, sizeof(*kf), name_cmp);	/* kf NULL when empty */
+	}
 	for (size_t i = 0; i < n; i++) {
 		key_inspect(dir, &kf[i]);
 	}

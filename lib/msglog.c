@@ -251,15 +251,15 @@ ag_msglog_parse_since(const char *s, int64_t now, int64_t *out)
 
 /* The group key of each grouping, as SQL over message_log. */
 static const char *const by_sql[] = {
-	[AG_BY_SENDER_DOMAIN] = "CASE WHEN sender = '' THEN '<>' "
-	    "WHEN sender_domain = '' THEN '-' ELSE sender_domain END",
+	[AG_BY_SENDER_DOMAIN] = ("CASE WHEN sender = '' THEN '<>' "
+	    "WHEN sender_domain = '' THEN '-' ELSE sender_domain END"),
 	[AG_BY_SENDER] = "CASE sender WHEN '' THEN '<>' ELSE sender END",
 	[AG_BY_CLIENT] = "COALESCE(client_ip, 'unknown')",
 	[AG_BY_SASL_USER] = "COALESCE(sasl_user, '-')",
-	[AG_BY_RULE] = "COALESCE(CAST(COALESCE(rule, rate_rule) AS TEXT), "
-	    "'-')",
-	[AG_BY_RESULT] = "'spf=' || COALESCE(spf, '-') || ' dkim=' || "
-	    "COALESCE(dkim, '-') || ' dmarc=' || COALESCE(dmarc, '-')",
+	[AG_BY_RULE] = ("COALESCE(CAST(COALESCE(rule, rate_rule) AS TEXT), "
+	    "'-')"),
+	[AG_BY_RESULT] = ("'spf=' || COALESCE(spf, '-') || ' dkim=' || "
+	    "COALESCE(dkim, '-') || ' dmarc=' || COALESCE(dmarc, '-')"),
 };
 
 /* The filter of each --only, as SQL. */
@@ -270,8 +270,8 @@ static const char *const only_sql[] = {
 	[AG_ONLY_REJECTED] = "action IN ('reject', 'discard')",
 	[AG_ONLY_ABORTED] = "action = 'abort'",
 	[AG_ONLY_LIMITED] = "rate_key IS NOT NULL",
-	[AG_ONLY_AUTH_FAIL] = "(spf = 'fail' OR dkim = 'fail' OR "
-	    "dmarc = 'fail')",
+	[AG_ONLY_AUTH_FAIL] = ("(spf = 'fail' OR dkim = 'fail' OR "
+	    "dmarc = 'fail')"),
 };
 
 /* The aggregates, in the order counts_read reads them. */
