@@ -913,25 +913,33 @@ ag_status
 ag_store_delete_before(struct ag_store *s, const char *table, int64_t cutoff,
     const char *what, size_t *ndeleted)
 {
-	char sql[96];
+	char sql[160];
 	sqlite3_stmt *st = NULL;
-	int rc;
+	size_t total = 0;
+	int rc, n;
 
-	if (ndeleted != NULL) {
-		*ndeleted = 0;
-	}
-	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE time < ?", table);
+	/* in chunks, each its own transaction: the first prune after a long
+	 * stop, or a smaller HistoryDays, may delete millions of rows, and
+	 * one transaction would hold the write lock for all of them */
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id IN (SELECT id FROM"
+	    " %s WHERE time < ?1 LIMIT %d)", table, table,
+	    AG_STORE_DELETE_CHUNK);
 	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, cutoff);
-		rc = sqlite3_step(st);
 	}
+	do {
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE) {
+			n = sqlite3_changes(s->db);
+			total += (size_t)n;
+			rc = sqlite3_reset(st);
+		} else {
+			n = 0;
+		}
+	} while (rc == SQLITE_OK && n == AG_STORE_DELETE_CHUNK);
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		return store_sqlerr(s, rc, what);
-	}
 	if (ndeleted != NULL) {
-		*ndeleted = (size_t)sqlite3_changes(s->db);
+		*ndeleted = total;	/* what was deleted, even on an error */
 	}
-	return AG_OK;
+	return rc == SQLITE_OK ? AG_OK : store_sqlerr(s, rc, what);
 }

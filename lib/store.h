@@ -114,10 +114,12 @@ ag_status ag_store_fail(struct ag_store *s, ag_status st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*
- * Delete the rows of TABLE (a history table: a fixed name, never input)
- * whose time column is before CUTOFF; *NDELETED (may be NULL) gets their
- * number.  Errors name WHAT.
+ * Delete the rows of TABLE (a history table with an id and a time column:
+ * a fixed name, never input) whose time is before CUTOFF, at most
+ * AG_STORE_DELETE_CHUNK rows a transaction; *NDELETED (may be NULL) gets
+ * their number.  Errors name WHAT.
  */
+#define AG_STORE_DELETE_CHUNK 10000
 ag_status ag_store_delete_before(struct ag_store *s, const char *table,
     int64_t cutoff, const char *what, size_t *ndeleted);
 

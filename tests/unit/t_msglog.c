@@ -215,6 +215,34 @@ test_prune(void **state)
 	ag_store_close(s);
 }
 
+/* More old rows than one chunk holds: every one goes, in chunks, and the
+ * count is exact. */
+static void
+test_prune_chunks(void **state)
+{
+	struct ag_store *s = new_store("chunks");
+	struct ag_msglog_row keep = row(NOW, "a@x.example", "x.example",
+	    "192.0.2.1", "accept");
+	char sql[400];
+	size_t n = 0;
+
+	(void)state;
+	write_rows(s, &keep, 1);
+	snprintf(sql, sizeof(sql), "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL"
+	    " SELECT i + 1 FROM c WHERE i < %d) INSERT INTO message_log (time,"
+	    " qid, sender, sender_domain, rcpts, rejected_rcpts, size, action)"
+	    " SELECT %lld - i, '', '', '', 1, 0, 0, 'accept' FROM c",
+	    AG_STORE_DELETE_CHUNK * 2 + 500, NOW - 40 * 86400LL);
+	assert_int_equal(sqlite3_exec(ag_store_sqlite(s), sql, NULL, NULL,
+	    NULL), SQLITE_OK);
+	assert_int_equal(ag_history_prune(s, 30, NOW, &n), AG_OK);
+	assert_int_equal(n, AG_STORE_DELETE_CHUNK * 2 + 500);
+	assert_int_equal(count_rows(s, "1"), 1);
+	assert_int_equal(ag_history_prune(s, 30, NOW, &n), AG_OK);
+	assert_int_equal(n, 0);
+	ag_store_close(s);
+}
+
 /* ---- the report ------------------------------------------------------------ */
 
 /* The set the report cases read: 10 rows at NOW .. NOW+9. */
@@ -533,6 +561,7 @@ main(void)
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_write_read),
 		cmocka_unit_test(test_prune),
+		cmocka_unit_test(test_prune_chunks),
 		cmocka_unit_test(test_report_totals),
 		cmocka_unit_test(test_report_by),
 		cmocka_unit_test(test_report_only),
