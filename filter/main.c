@@ -336,6 +336,7 @@ reload(const struct opts *o, struct ag_engine *e, struct ag_config **cur)
 
 	if (cfg == NULL) {
 		ag_log_err("reload failed, keeping the running config: %s", err);
+		ag_metrics_reload_failed(AG_MET_RELOAD_CONFIG);
 		return;
 	}
 	if (strcmp(cfg->socket, (*cur)->socket) != 0 ||

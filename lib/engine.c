@@ -506,6 +506,7 @@ db_refresh(struct ag_engine *e, bool force)
 		    NULL);
 		return;
 	}
+	ag_metrics_reload_failed(AG_MET_RELOAD_POLICY);
 	db_failed(e, err);
 	publish_failure(e, err);
 }

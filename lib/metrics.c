@@ -72,6 +72,7 @@ static struct {
 	int64_t connections;
 	uint64_t in_flight;
 	uint64_t reloads[AG_MET_NRELOAD];
+	uint64_t reload_failures[AG_MET_NRELOAD];
 } mt;
 
 /* Set once by ag_metrics_init, before the threads that render. */
@@ -233,6 +234,14 @@ ag_metrics_reload(enum ag_metrics_reload what)
 	}
 }
 
+void
+ag_metrics_reload_failed(enum ag_metrics_reload what)
+{
+	if ((unsigned)what < AG_MET_NRELOAD) {
+		add1(&mt.reload_failures[what]);
+	}
+}
+
 char *
 ag_metrics_escape(char *dst, size_t dstsz, const char *v)
 {
@@ -320,6 +329,15 @@ write_labelled(FILE *fp)
 	for (i = 0; i < AG_MET_NRELOAD; i++) {
 		fprintf(fp, "authgate_reloads_total{what=\"%s\"} %llu\n",
 		    reload_names[i], (unsigned long long)get(&mt.reloads[i]));
+	}
+	family(fp, "authgate_reload_failures_total", "counter",
+	    "Reloads that failed, what ran kept: a config file that does not "
+	    "parse; a read of the rules that failed (retried every "
+	    "PolicyCheckInterval while the database is unusable).");
+	for (i = 0; i < AG_MET_NRELOAD; i++) {
+		fprintf(fp, "authgate_reload_failures_total{what=\"%s\"} "
+		    "%llu\n", reload_names[i],
+		    (unsigned long long)get(&mt.reload_failures[i]));
 	}
 }
 

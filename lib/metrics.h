@@ -95,6 +95,8 @@ void ag_metrics_connection(int delta);
 void ag_metrics_set_in_flight(unsigned n);
 
 void ag_metrics_reload(enum ag_metrics_reload what);
+/* A reload that failed (the running config or rules are kept). */
+void ag_metrics_reload_failed(enum ag_metrics_reload what);
 
 /*
  * Escape V for a label value of the text format: backslash, double quote

@@ -325,6 +325,21 @@ def sighup_moves_reloads():
     check_moved(before, after, "authgate_reloads_total", 1, what="policy")
     check_eq("counters survive a reload", get(after, "authgate_messages_total", action="reject"),
              get(before, "authgate_messages_total", action="reject"))
+    check_moved(before, after, "authgate_reload_failures_total", 0, what="config")
+    # a config file that does not parse: the reload fails, what ran stays
+    a = S["ag"]
+    good = a.settings["DNSTimeout"]
+    a.write_config(DNSTimeout="not-a-number")
+    mark = a.log_mark()
+    a.reload()
+    a.wait_log("reload failed, keeping the running config", since=mark)
+    failed = scrape("after a failed SIGHUP")
+    check_moved(after, failed, "authgate_reload_failures_total", 1, what="config")
+    check_moved(after, failed, "authgate_reloads_total", 0, what="config")
+    a.write_config(DNSTimeout=good)
+    mark = a.log_mark()
+    a.reload()
+    a.wait_log("configuration reloaded", since=mark)
 
 
 @suite.case
@@ -448,6 +463,8 @@ def a_broken_database_counts_store_errors():
     check("store errors counted", n is not None and n >= 1, got=n)
     check_eq("the tempfail counted", get(series, "authgate_messages_total", action="tempfail"), 1.0)
     check_eq("no policy was loaded", get(series, "authgate_reloads_total", what="policy"), 0.0)
+    n = get(series, "authgate_reload_failures_total", what="policy")
+    check("the failed reads of the rules counted", n is not None and n >= 1, got=n)
     check_eq("stops cleanly", agb.stop(), 0)
 
 

@@ -329,6 +329,8 @@ test_counts(void **state)
 	ag_metrics_reload(AG_MET_RELOAD_CONFIG);
 	ag_metrics_reload(AG_MET_RELOAD_POLICY);
 	ag_metrics_reload(AG_MET_RELOAD_POLICY);
+	ag_metrics_reload_failed(AG_MET_RELOAD_CONFIG);
+	ag_metrics_reload_failed(AG_MET_NRELOAD);	/* not counted */
 	t = render();
 	check_format(t);
 	check_value("counts", t, "authgate_messages_total{action=\"accept\"}", 1);
@@ -357,6 +359,10 @@ test_counts(void **state)
 	check_value("counts", t, "authgate_messages_in_flight", 7);
 	check_value("counts", t, "authgate_reloads_total{what=\"config\"}", 1);
 	check_value("counts", t, "authgate_reloads_total{what=\"policy\"}", 2);
+	check_value("counts", t,
+	    "authgate_reload_failures_total{what=\"config\"}", 1);
+	check_value("counts", t,
+	    "authgate_reload_failures_total{what=\"policy\"}", 0);
 	free(t);
 }
 
