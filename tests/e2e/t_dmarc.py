@@ -463,11 +463,25 @@ def check_alive(what):
           ag().alive() and ag().proc.pid == S["pid"], got=ag().proc.returncode())
 
 
+# What the aggregate report must say (RFC 7489 Appendix C: row/source_ip,
+# policy_evaluated/disposition and reason) of each message sent: the cases
+# note it as they send, aggregate_report_of_what_postfix_saw() counts it.
+RULE_EXEMPT = ("local_policy", "exempted by a local rule")
+CAPPED = ("local_policy", "disposition capped by local policy")
+SAMPLED_OUT = ("sampled_out", None)
+
+
+def expect_row(from_domain, addr, disposition, reason=(None, None)):
+    S.setdefault("rows", {}).setdefault(from_domain.lower().rstrip("."), []).append(
+        (addr, disposition) + tuple(reason))
+
+
 def pass_case(msg, tok, what, from_domain, sender=None, addr=CLIENT, log_extra=None):
     """MSG is delivered with dmarc=pass header.from=FROM_DOMAIN
     policy.dmarc=none and log dmarc=pass."""
     mark = ag().log_mark()
     res = send(msg, tok, sender=sender, addr=addr)
+    expect_row(from_domain, addr, "none")
     dump = accepted(res, what)
     check_ar(dump, what, "pass", from_domain, "none")
     fields = {"action": "accept", "dmarc": "pass", "header_from": from_domain}
@@ -488,6 +502,7 @@ def reject_case(msg, tok, what, from_domain, sender=None, addr=CLIENT, helo=HELO
     dmarc=fail policy=reject (and LOG_EXTRA)."""
     mark = ag().log_mark()
     res = send(msg, tok, sender=sender, addr=addr, helo=helo)
+    expect_row(from_domain, addr, "reject")
     rejected(res, what, from_domain)
     fields = {"action": "reject", "dmarc": "fail", "header_from": from_domain,
               "policy": "reject"}
@@ -714,6 +729,7 @@ def pct_zero():
     tok = token("pct0")
     mark = ag().log_mark()
     res = send(message(tok, ("<alice@pct0.example.com>",)), tok, wait_sink=False)
+    expect_row("pct0.example.com", CLIENT, "quarantine", SAMPLED_OUT)
     hdrs = held(res, "p=reject pct=0: quarantined, not rejected")
     if hdrs is not None:
         check_ar(hdrs, "pct=0, held message (postcat)", "fail", "pct0.example.com",
@@ -723,6 +739,7 @@ def pct_zero():
     tok = token("pct0q")
     mark = ag().log_mark()
     res = send(message(tok, ("<alice@pct0q.example.com>",)), tok)
+    expect_row("pct0q.example.com", CLIENT, "none", SAMPLED_OUT)
     dump = accepted(res, "p=quarantine pct=0: delivered (none)")
     check_ar(dump, "p=quarantine pct=0", "fail", "pct0q.example.com", "none")
     check_log(mark, res, {"action": "accept", "dmarc": "fail", "policy": "none",
@@ -747,6 +764,7 @@ def no_record_and_skips():
         tok = token("skip" + why)
         mark = ag().log_mark()
         res = send(message(tok, ("<ceo@reject.example.com>",)), tok, addr=addr, login=login)
+        S.setdefault("skipped", []).append((addr, why))
         what = "p=reject failure from a client skipped (%s)" % why
         dump = accepted(res, what)
         no_dmarc_in_ar(dump, what)
@@ -977,6 +995,7 @@ def mailing_list_exemption():
         what = "p=reject failure via %s (rule %s: --dmarc enforce=off)" % (why, rid)
         mark = ag().log_mark()
         res = send(message(tok, frm), tok, addr=addr, helo=helo)
+        expect_row("reject.example.com", addr, "none", RULE_EXEMPT)
         dump = accepted(res, what)
         check_ar(dump, what, "fail", "reject.example.com", "none")
         check_log(mark, res, {"action": "accept", "dmarc": "fail",
@@ -1045,6 +1064,7 @@ def dmarc_enforce_caps():
         tok = token("encq")
         mark = ag().log_mark()
         res = send(message(tok, frm), tok, wait_sink=False)
+        expect_row("reject.example.com", CLIENT, "quarantine", CAPPED)
         hdrs = held(res, "DMARCEnforce quarantine, p=reject failure")
         if hdrs is not None:
             check_ar(hdrs, "DMARCEnforce quarantine, held message (postcat)", "fail",
@@ -1059,6 +1079,7 @@ def dmarc_enforce_caps():
         tok = token("encn")
         mark = ag().log_mark()
         res = send(message(tok, frm), tok)
+        expect_row("reject.example.com", CLIENT, "none", CAPPED)
         dump = accepted(res, "DMARCEnforce none, p=reject failure")
         check_ar(dump, "DMARCEnforce none", "fail", "reject.example.com", "none")
         check_log(mark, res, {"action": "accept", "dmarc": "fail", "policy": "none",
@@ -1125,47 +1146,95 @@ def malformed_records():
     check_alive("after every malformed record")
 
 
-@suite.case
-def aggregate_report_of_what_postfix_saw():
-    """authgatectl dmarc-report over the messages this script sent through
-    Postfix: valid against RFC 7489's schema (xmllint), with the rejected
-    mail from CLIENT for reject.example.com among its records."""
-    xsd = os.path.join(os.environ.get("AG_SRCDIR", "."), "tests", "dmarc", "rua.xsd")
-    args = ("dmarc-report", "--domain", "reject.example.com", "--since", "0",
+def report_records(xml):
+    """The records of a report: sorted [(source_ip, count, disposition,
+    reason type, reason comment, header_from)]."""
+    out = []
+    for rec in ET.fromstring(xml).findall("record"):
+        row = rec.find("row")
+        pe = row.find("policy_evaluated")
+        reason = pe.find("reason")
+        out.append((row.findtext("source_ip"), int(row.findtext("count")),
+                    pe.findtext("disposition"),
+                    reason.findtext("type") if reason is not None else None,
+                    reason.findtext("comment") if reason is not None else None,
+                    rec.find("identifiers").findtext("header_from")))
+    return sorted(out, key=lambda x: tuple("" if v is None else str(v) for v in x))
+
+
+def expected_records(domain):
+    """The records the messages this script sent (expect_row) add up to."""
+    counts = {}
+    for addr, disp, rtype, rcomment in S.get("rows", {}).get(domain, []):
+        k = (addr, disp, rtype, rcomment)
+        counts[k] = counts.get(k, 0) + 1
+    return sorted(((a, n, d, t, c, domain) for (a, d, t, c), n in counts.items()),
+                  key=lambda x: tuple("" if v is None else str(v) for v in x))
+
+
+def dmarc_report(domain):
+    """authgatectl dmarc-report for DOMAIN over this run, once its records
+    are what this script sent (the watcher writes the history every
+    PolicyCheckInterval, 1 s here; 10 s at most): (run result, records)."""
+    args = ("dmarc-report", "--domain", domain, "--since", "0",
             "--until", str(int(time.time()) + 60))
-    # the watcher writes the history every PolicyCheckInterval (1 s here)
+    want = expected_records(domain)
     got = {}
 
     def ready():
-        r = ag().ctl(*args)
-        got["r"] = r
-        return r.returncode == 0 and "<record>" in r.stdout
-    check("dmarc-report for reject.example.com: exit 0 with records",
-          agtest.wait_until(ready, 10.0), agtest.fmt_run(got.get("r")) if got else None,
-          fatal=True)
+        r = got["r"] = ag().ctl(*args)
+        if r.returncode != 0 or "<feedback>" not in (r.stdout or ""):
+            return False
+        got["recs"] = report_records(r.stdout)
+        return got["recs"] == want
+    agtest.wait_until(ready, 10.0)
+    r = got["r"]
+    check("dmarc-report --domain %s: exit 0, a <feedback> document" % domain,
+          r.returncode == 0 and "<feedback>" in (r.stdout or ""), agtest.fmt_run(r), fatal=True)
+    return r, got.get("recs", [])
+
+
+@suite.case
+def aggregate_report_of_what_postfix_saw():
+    """authgatectl dmarc-report over the messages this script sent through
+    Postfix: valid against RFC 7489's schema (xmllint), with exactly the
+    records the cases' messages add up to (expect_row): for
+    reject.example.com the rejections, the rule exemptions, the dispositions
+    capped by DMARCEnforce and the passes; for pct0.example.com the one
+    message sampled out; nothing from the clients DMARC skips."""
+    xsd = os.path.join(os.environ.get("AG_SRCDIR", "."), "tests", "dmarc", "rua.xsd")
+    r, recs = dmarc_report("reject.example.com")
     path = os.path.join(agtest.tmpdir("xml"), "report.xml")
     with open(path, "w") as f:
-        f.write(got["r"].stdout)
-    r = agtest.run(["/usr/bin/xmllint", "--noout", "--schema", xsd, path])
-    check("the report validates against rua.xsd (RFC 7489 Appendix C)", r.returncode == 0,
-          agtest.fmt_run(r))
-    root = ET.fromstring(got["r"].stdout)
-    pp = root.find("policy_published")
+        f.write(r.stdout)
+    x = agtest.run(["/usr/bin/xmllint", "--noout", "--schema", xsd, path])
+    check("the report validates against rua.xsd (RFC 7489 Appendix C)", x.returncode == 0,
+          agtest.fmt_run(x))
+    pp = ET.fromstring(r.stdout).find("policy_published")
     check_eq("policy_published domain", pp.findtext("domain"), "reject.example.com")
     check_eq("policy_published p", pp.findtext("p"), "reject")
-    recs = []
-    for rec in root.findall("record"):
-        row = rec.find("row")
-        recs.append((row.findtext("source_ip"), int(row.findtext("count")),
-                     row.find("policy_evaluated").findtext("disposition"),
-                     rec.find("identifiers").findtext("header_from")))
-    mine = [x for x in recs if x[0] == CLIENT and x[2] == "reject" and
-            x[3] == "reject.example.com"]
-    check("a record: %s, disposition reject, header_from reject.example.com" % CLIENT,
-          len(mine) == 1 and mine[0][1] >= 1, got=recs)
-    check("no record of another From domain",
-          all(x[3] in ("reject.example.com",) or x[3].endswith(".reject.example.com")
-              for x in recs), got=recs)
+    want = expected_records("reject.example.com")
+    check("reject.example.com: the cases sent a rejection, a rule exemption and a capped "
+          "disposition from %s" % CLIENT,
+          {("reject", None), ("none", RULE_EXEMPT[0]), ("quarantine", CAPPED[0])} <=
+          {(w[2], w[3]) for w in want if w[0] == CLIENT}, got=want)
+    check_eq("reject.example.com: the records (source_ip, count, disposition, reason type, "
+             "reason comment, header_from) are what this script sent", recs, want)
+    for addr, why in S.get("skipped", []):
+        if addr == CLIENT:
+            # the same address as the evaluated mail: its count above is exact
+            continue
+        check("reject.example.com: no record from %s (%s, not evaluated)" % (addr, why),
+              not any(x[0] == addr for x in recs), got=recs)
+    check_eq("the clients DMARC skips were among the senders",
+             sorted(w for _, w in S.get("skipped", [])), ["authenticated", "rule", "trusted"])
+    r, recs = dmarc_report("pct0.example.com")
+    check_eq("pct0.example.com (p=reject pct=0): one record, quarantine, reason sampled_out",
+             recs, [(CLIENT, 1, "quarantine", "sampled_out", None, "pct0.example.com")])
+    check_eq("pct0.example.com: that is what this script sent", recs,
+             expected_records("pct0.example.com"))
+    check_eq("policy_published pct 0", ET.fromstring(r.stdout).find("policy_published")
+             .findtext("pct"), "0")
 
 
 suite.run()
