@@ -16,7 +16,11 @@ size (SIZE= at MAIL FROM, the real size at end of data); SPF fail
 (550 5.7.23 at MAIL FROM) and pass (Received-SPF and
 Authentication-Results); DKIM signed with python3-dkim, simple/simple and
 relaxed/relaxed (dkim=pass); forged Authentication-Results removed; a
-rate rule (the third message gets 451 4.7.1); and authgate stopped
+rate rule (the third message gets 451 4.7.1); DMARC (on for every case:
+dmarc=none where the zones publish no policy) with a p=reject failure
+(550 5.7.1 at end of data) and a p=quarantine failure (Postfix's hold
+queue; Sendmail's smfi_quarantine: an hf file in its queue with the
+reason on its q line, listed by mailq -qQ); and authgate stopped
 (Sendmail's own 451 4.3.2 at MAIL FROM, F=T).
 
 Sendmail has no XCLIENT and libspf2 passes any 127.0.0.0/8 client, so
@@ -54,6 +58,10 @@ GENKEY = "/usr/sbin/opendkim-genkey"
 ZONES = {
     "pass.example": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all")],
     "fail.example": [("TXT", "v=spf1 ip4:198.51.100.0/24 -all")],
+    # DMARC policies (the PSL knows no "example": each is its own
+    # organizational domain)
+    "_dmarc.reject.example": [("TXT", "v=DMARC1; p=reject")],
+    "_dmarc.quarantine.example": [("TXT", "v=DMARC1; p=quarantine")],
 }
 
 
@@ -84,6 +92,7 @@ def setup():
     sink = S["sink"] = agpostfix.Sink(agtest.tmpdir("sink"))
     ag = S["ag"] = agtest.Authgate(agtest.tmpdir("ag"), socket_kind="unix", conf={
         "SPFCheck": "yes", "DNSServer": dns.server, "DNSTimeout": "1000",
+        "DMARCCheck": "yes",
         "TrustedNetworks": "127.0.0.0/8, ::1/128",
         # Postfix's smtpd (user postfix) connects to the socket too
         "UMask": "0000"})
@@ -338,10 +347,10 @@ def plain_message_and_log_line():
     check("Sendmail's Received at the sink shows the client", "[%s]" % CLIENT in msg,
           got=msg[:800])
     ars = our_authres(msg, "plain via sendmail")
-    check_eq("plain via sendmail: spf=none for MAIL FROM and HELO, dkim=none",
+    check_eq("plain via sendmail: spf=none for MAIL FROM and HELO, dkim=none, dmarc=none",
              sorted((m, r, tuple(sorted(p))) for m, r, _, p in ars),
-             [("dkim", "none", ()), ("spf", "none", ("smtp.helo",)),
-              ("spf", "none", ("smtp.mailfrom",))])
+             [("dkim", "none", ()), ("dmarc", "none", ("header.from",)),
+              ("spf", "none", ("smtp.helo",)), ("spf", "none", ("smtp.mailfrom",))])
     ds = compare_log("plain", res, marks, sender)
     d = ds["sendmail"]
     if d:
@@ -536,6 +545,106 @@ def rate_limit_third_message_451():
                        r[2].final) is not None, got=r[2])
     check_eq("Sendmail's replies are Postfix's", [outcome(x) for x in out["sendmail"]],
              [outcome(x) for x in out["postfix"]])
+
+
+# ---------------------------------------------------------------------------
+# DMARC: an unaligned From (the envelope passes SPF for pass.example, the
+# message is not signed)
+
+
+def unaligned(tok, from_domain):
+    h, b = agtest.make_message(tok, sender="alice@pass.example", rcpt=RCPT,
+                               msgid="<%s@test.invalid>" % tok)
+    h = [("From", "CEO <ceo@%s>" % from_domain) if n == "From" else (n, v) for n, v in h]
+    return agtest.message_bytes(h, b)
+
+
+def check_dmarc_log(what, ds, fields):
+    for m in MTAS:
+        d = ds.get(m)
+        if d:
+            check_eq("%s via %s: log %s" % (what, m, " ".join("%s=%s" % kv
+                                                              for kv in fields.items())),
+                     {k: d.get(k) for k in fields}, fields, detail=d["line"])
+
+
+@suite.case
+def dmarc_reject_550():
+    sender = "alice@pass.example"
+    res, marks = run_both("dmrej", sender, lambda t: unaligned(t, "reject.example"))
+    want = ("550", "5.7.1", "Message rejected by the DMARC policy of reject.example: the "
+            "author domain is neither SPF- nor DKIM-aligned")
+    for m in MTAS:
+        check_eq("%s: p=reject, From unaligned: refused at end of data, 550 5.7.1 naming "
+                 "reject.example" % m, (res[m].stage, reply_view(res[m].final)),
+                 ("eod", want))
+    check("sendmail: the reply is 550 5.7.1 (the text as above, any address Sendmail puts "
+          "in front aside)", re.match(r"^550 5\.7\.1 (%s)?Message rejected by the DMARC "
+                                      r"policy of reject\.example:" % SM_ADDR_PREFIX[1:],
+                                      res["sendmail"].final or "") is not None,
+          got=res["sendmail"].final)
+    diag("DMARC p=reject: Sendmail's reply %r" % res["sendmail"].final)
+    compare("DMARC p=reject", res)
+    ds = compare_log("DMARC p=reject", res, marks, sender)
+    check_dmarc_log("DMARC p=reject", ds, {"action": "reject", "dmarc": "fail",
+                                           "header_from": "reject.example",
+                                           "policy": "reject"})
+    if barrier():
+        for m in MTAS:
+            check("%s: the refused message is not at the sink" % m,
+                  S["sink"].find(res[m].token) == [])
+
+
+def sendmail_queue_file(qid):
+    """(name, text) of Sendmail's control file for QID (qf, or hf when
+    quarantined), or (None, None)."""
+    for pre in ("hf", "qf"):
+        p = os.path.join(S["sendmail"].queue, pre + qid)
+        if os.path.exists(p):
+            with open(p, errors="replace") as f:
+                return pre + qid, f.read()
+    return None, None
+
+
+@suite.case
+def dmarc_quarantine_held():
+    sender = "alice@pass.example"
+    res, marks = run_both("dmquar", sender, lambda t: unaligned(t, "quarantine.example"),
+                          wait=False)
+    for m in MTAS:
+        check("%s: p=quarantine, From unaligned: 250 at end of data" % m,
+              res[m].stage == "eod" and res[m].final.startswith("250") and
+              res[m].qid is not None, got=res[m])
+    check_eq("Sendmail's replies are Postfix's", outcome(res["sendmail"]),
+             outcome(res["postfix"]))
+    reason = "DMARC quarantine policy of quarantine.example"
+    qid = res["sendmail"].qid
+    if qid:
+        got = agtest.wait_until(lambda: (lambda nt: nt if nt[0] else None)(
+            sendmail_queue_file(qid)), 5)
+        name, text = got or (None, None)
+        check_eq("sendmail: %s is quarantined in its queue (hf%s, not qf)" % (qid, qid),
+                 name, "hf" + qid, detail=sorted(os.listdir(S["sendmail"].queue)))
+        qlines = [ln[1:] for ln in (text or "").splitlines() if ln.startswith("q")]
+        check_eq("sendmail: the queue file's q line is authgate's reason", qlines, [reason],
+                 detail=text)
+        r = agtest.run(S["sendmail"].wrap("-bp", "-qQ"), timeout=30)
+        check("sendmail: mailq -qQ lists %s with the reason" % qid,
+              r.returncode == 0 and qid in r.stdout and reason in r.stdout,
+              agtest.fmt_run(r))
+    pqid = res["postfix"].qid
+    if pqid:
+        hold = os.path.join(S["postfix"].queue, "hold", pqid)
+        check("postfix: %s is in the hold queue" % pqid,
+              agtest.wait_until(lambda: os.path.exists(hold), 5), got=hold)
+    ds = compare_log("DMARC p=quarantine", res, marks, sender)
+    check_dmarc_log("DMARC p=quarantine", ds, {"action": "quarantine", "dmarc": "fail",
+                                               "header_from": "quarantine.example",
+                                               "policy": "quarantine"})
+    if barrier():
+        for m in MTAS:
+            check("%s: the quarantined message is not at the sink" % m,
+                  S["sink"].find(res[m].token) == [])
 
 
 def man_page_mc_lines():
