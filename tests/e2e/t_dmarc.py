@@ -22,9 +22,10 @@ record; trusted, authenticated and rule-exempt clients (not evaluated);
 temperror (a DNS server that fails or never answers _dmarc names, at the
 From domain or its organizational domain) with both On-DMARCTemperror
 settings; From problems (several From fields, "From :" beside "From:",
-several mailboxes, a domain literal; a quoted comma, an encoded word, a
-fold, a comment, capitals and a final dot are one mailbox; A-label and
-U-label IDNs) with both On-DMARCFromError settings; rules (--dmarc
+several mailboxes, a domain literal, a domain split by a comment
+(CVE-2020-12272); a quoted comma, an empty quoted name (CVE-2021-34555),
+an encoded word, a fold, a comment, capitals and a final dot are one
+mailbox; A-label and U-label IDNs) with both On-DMARCFromError settings; rules (--dmarc
 enforce=off by client and by HELO, --dmarc check=off); forged upstream
 Authentication-Results and Received-SPF; DMARCEnforce quarantine and
 none; malformed and unusual records (duplicate tags, a rua list over two
@@ -825,6 +826,10 @@ FROM_BAD = [
     ("one From, two mailboxes", ["<a@good.example.com>, <b@evil.example.org>"],
      "more than one address in the From header"),
     ("a domain literal", ["x@[192.0.2.1]"], "the From address has no valid domain"),
+    # CVE-2020-12272: OpenDMARC took the domain up to the comment's "("
+    # (example.net) while other software read example.com
+    ("a comment-split domain (CVE-2020-12272)", ["a@example.net(.example.com"],
+     "the From header cannot be parsed"),
 ]
 FROM_ONE = [
     # (label, From value): one mailbox at example.com, signed by example.com
@@ -832,6 +837,8 @@ FROM_ONE = [
     ("an encoded-word display name", "=?utf-8?q?J=C3=B6rg?= <j@example.com>"),
     ("a folded From field", "Alice Example\r\n  <alice@example.com>"),
     ("a comment and a fold", "alice@example.com\r\n\t(Alice, at work)"),
+    # CVE-2021-34555: OpenDMARC crashed on an empty quoted display name
+    ("an empty quoted display name (CVE-2021-34555)", '"" <x@example.com>'),
 ]
 NO_FROM_WHAT = "no From header"
 
@@ -931,8 +938,10 @@ def from_problems_rejected_by_default():
         diag("U-label From: %s" % d["line"])
     for label, frm in FROM_ONE:
         tok = token("fone")
-        pass_case(sign(message(tok, [frm]), "example.com"), tok,
-                  "one mailbox: %s" % label, "example.com")
+        dump = pass_case(sign(message(tok, [frm]), "example.com"), tok,
+                         "one mailbox: %s" % label, "example.com")
+        check_eq("one mailbox: %s: the From field at the sink is the one sent" % label,
+                 [v for n, v in headers(dump) if n.lower() == "from"], [agtest.unfold(frm)])
         tok = token("fonefail")
         reject_case(message(tok, [frm]), tok, "one mailbox, unsigned: %s" % label,
                     "example.com")
@@ -948,6 +957,9 @@ def from_problems_permerror():
             mark = ag().log_mark()
             res = send(message(tok, frm), tok)
             dump = accepted(res, "%s (On-DMARCFromError permerror)" % label)
+            check_eq("%s: the From fields at the sink are those sent (Postfix passed them "
+                     "on unchanged)" % label,
+                     [v for n, v in headers(dump) if n.lower() == "from"], frm)
             got = check_ar(dump, label, "permerror", None, None)
             if got:
                 check("%s: the A-R says why (%r)" % (label, what),
