@@ -26,7 +26,8 @@ several mailboxes, a domain literal, a domain split by a comment
 (CVE-2020-12272); a quoted comma, an empty quoted name (CVE-2021-34555),
 an encoded word, a fold, a comment, capitals and a final dot are one
 mailbox; A-label and U-label IDNs) with both On-DMARCFromError settings; rules (--dmarc
-enforce=off by client and by HELO, --dmarc check=off); forged upstream
+enforce=off by client, by network and by HELO, enforce=on at a higher
+priority over off for one address of that network, --dmarc check=off); forged upstream
 Authentication-Results and Received-SPF; DMARCEnforce quarantine and
 none; malformed and unusual records (duplicate tags, a rua list over two
 strings, unknown tags, DMARC2, two records, a CNAME, 1.4 KB over TCP),
@@ -1020,6 +1021,72 @@ def mailing_list_exemption():
     pass_case(sign(message(tok, frm), "reject.example.com"), tok,
               "a passing message from the list client", "reject.example.com",
               addr=LIST_CLIENT)
+    check_not_delivered()
+
+
+INNET_CLIENT = "192.0.2.99"        # in 192.0.2.0/24, rule: --dmarc enforce=on
+
+
+def rules_loaded(mark, what):
+    """Wait until the daemon has read the rules again after MARK."""
+    ln = ag().wait_log(r"policy loaded: \d+ rules", timeout=10, since=mark)
+    check("%s: the daemon read the rules again" % what, ln is not None,
+          got="\n".join(ag().log_lines()[mark:][-5:]), fatal=True)
+
+
+@suite.case
+def cidr_exemption_and_precedence():
+    """--match client=192.0.2.0/24 --dmarc enforce=off exempts the whole
+    network; --dmarc enforce=on on a rule of higher priority (a lower
+    number) for one address in it enforces the policy again there
+    (authgatectl(8): the first matching rule that sets a setting decides).
+    Both rules are deleted at the end (CLIENT is in that network)."""
+    frm = ("<ceo@reject.example.com>",)
+    mark = ag().log_mark()
+    off = ag().add_rule("--priority", "200", "--match", "client=192.0.2.0/24",
+                        "--dmarc", "enforce=off")
+    on = None
+    try:
+        rules_loaded(mark, "rule %s added" % off)
+        tok = token("cidr")
+        what = "p=reject failure from %s (rule %s: client=192.0.2.0/24 --dmarc enforce=off)" % (
+            CLIENT, off)
+        mark = ag().log_mark()
+        res = send(message(tok, frm), tok)
+        expect_row("reject.example.com", CLIENT, "none", RULE_EXEMPT)
+        dump = accepted(res, what)
+        check_ar(dump, what, "fail", "reject.example.com", "none")
+        check_log(mark, res, {"action": "accept", "dmarc": "fail",
+                              "header_from": "reject.example.com", "policy": "none",
+                              "override": "rule"}, what)
+        tok = token("cidrout")
+        reject_case(message(tok, frm), tok, "control: the same from %s (outside the network)"
+                    % OFF_NET, "reject.example.com", addr=OFF_NET)
+        mark = ag().log_mark()
+        on = ag().add_rule("--priority", "50", "--match", "client=" + INNET_CLIENT,
+                           "--dmarc", "enforce=on")
+        rules_loaded(mark, "rule %s added" % on)
+        tok = token("cidron")
+        reject_case(message(tok, frm), tok, "from %s: rule %s (priority 50, --dmarc "
+                    "enforce=on) comes before rule %s (priority 200, enforce=off): 550"
+                    % (INNET_CLIENT, on, off), "reject.example.com", addr=INNET_CLIENT)
+        tok = token("cidr2")
+        mark = ag().log_mark()
+        res = send(message(tok, frm), tok)
+        expect_row("reject.example.com", CLIENT, "none", RULE_EXEMPT)
+        what = "the rest of the network (%s) is still exempt" % CLIENT
+        dump = accepted(res, what)
+        check_ar(dump, what, "fail", "reject.example.com", "none")
+        check_log(mark, res, {"action": "accept", "override": "rule"}, what)
+    finally:
+        mark = ag().log_mark()
+        for rid in (on, off):
+            if rid is not None:
+                ag().del_rule(rid)
+        rules_loaded(mark, "rules deleted")
+    tok = token("cidrgone")
+    reject_case(message(tok, frm), tok, "rules deleted: %s gets the 550 again" % CLIENT,
+                "reject.example.com")
     check_not_delivered()
 
 
