@@ -25,13 +25,14 @@ settings; From problems (several From fields, "From :" beside "From:",
 several mailboxes, a domain literal, a domain split by a comment
 (CVE-2020-12272); a quoted comma, an empty quoted name (CVE-2021-34555),
 an encoded word, a fold, a comment, capitals and a final dot are one
-mailbox; A-label and U-label IDNs) with both On-DMARCFromError settings; rules (--dmarc
-enforce=off by client, by network and by HELO, enforce=on at a higher
-priority over off for one address of that network, --dmarc check=off); forged upstream
-Authentication-Results and Received-SPF; DMARCEnforce quarantine and
-none; malformed and unusual records (duplicate tags, a rua list over two
-strings, unknown tags, DMARC2, two records, a CNAME, 1.4 KB over TCP),
-the daemon's PID checked after each.
+mailbox; A-label and U-label IDNs) with both On-DMARCFromError settings;
+rules (--dmarc enforce=off by client, by network and by HELO,
+enforce=on at a higher priority over off for one address of that
+network, --dmarc check=off); forged upstream Authentication-Results and
+Received-SPF; DMARCEnforce quarantine and none; malformed and unusual
+records (duplicate tags, a rua list over two strings, unknown tags,
+DMARC2, two records, a CNAME, 1.4 KB over TCP), the daemon's PID checked
+after each; the aggregate report of all of it, record by record.
 
 A message without From cannot be sent through Postfix: its cleanup adds
 "From: <envelope sender>" before the milter sees the headers (checked
