@@ -3,7 +3,8 @@
 451 4.7.1, quota given back by aborted and rejected messages, counters
 kept across a graceful restart, a crash (checkpoint) and a SIGHUP,
 authgatectl counters list/reset (and without a daemon), tag-only and
-dry-run limits, and bad --rate values.
+dry-run limits, bad --rate values, and a full table (RateMaxKeys):
+admitted, counted in the metric, logged once.
 
 No case waits for a rate window: every window is an hour or more, so a
 counter only moves when a message is taken or given back.  The one wait
@@ -536,6 +537,51 @@ def bad_rate_values_refused():
     r = d.ctl("rule", "show", rule("zero"), "--json")
     check("rule show --json: messages:0/1h kept as it is",
           r.returncode == 0 and '"messages:0/1h"' in (r.stdout or ""), agtest.fmt_run(r))
+
+
+def scrape(port, name):
+    """The value of the metric NAME (no labels) at 127.0.0.1:PORT, or None."""
+    data = agtest.exchange("127.0.0.1", port, b"GET /metrics HTTP/1.0\r\n\r\n", 10.0)
+    m = re.search(r"^%s (\d+)$" % re.escape(name), data.decode("latin-1"), re.M)
+    return int(m.group(1)) if m else None
+
+
+@suite.case
+def a_full_table_admits_new_keys_logged_once():
+    """RateMaxKeys 1000 (the least): 1000 senders hold a live counter
+    each; 30 more are admitted uncounted, counted in the metric, with one
+    log line for all of them; a held sender is still limited."""
+    mport = agtest.free_port()
+    d = agtest.Authgate(agtest.tmpdir("full"), name="authgate-full", conf={
+        "RateMaxKeys": "1000", "RateCheckpointInterval": "3600",
+        "MetricsListen": "127.0.0.1:%d" % mport})
+    r = d.ctl("init")
+    check("authgatectl init", r.returncode == 0, agtest.fmt_run(r), fatal=True)
+    d.add_rule("--match", "sender-domain=full.example", "--rate", "messages:1/1h:sender")
+    d.start()
+    h, b = agtest.make_message("full", sender="s@full.example")
+    c = open_session(d, address="192.0.2.70")
+    ok = sum(c.transaction("<s%d@full.example>" % i, ["<bob@example.net>"], h, b,
+                           queue_id=new_qid()).accepted for i in range(1000))
+    check_eq("1000 senders: all accepted", ok, 1000)
+    data = counters(d)
+    check_eq("1000 counters held", len(data) if data is not None else None, 1000)
+    check_eq("authgate_rate_table_full_total 0 before", scrape(mport, "authgate_rate_table_full_total"), 0)
+    mark = d.log_mark()
+    ok = sum(c.transaction("<n%d@full.example>" % i, ["<bob@example.net>"], h, b,
+                           queue_id=new_qid()).accepted for i in range(30))
+    check_eq("30 new senders with the table full: all accepted", ok, 30)
+    t = c.transaction("<s7@full.example>", ["<bob@example.net>"], h, b, queue_id=new_qid())
+    check("a sender with a counter is still limited: 451 4.7.1", is_rate_451(t.final), got=t)
+    c.quit()
+    check_eq("authgate_rate_table_full_total 30", scrape(mport, "authgate_rate_table_full_total"), 30)
+    full = [ln for ln in d.log_lines()[mark:] if "table of counters is full" in ln]
+    check_eq("one log line for the 30", len(full), 1, detail=d.log_lines()[mark:])
+    check("it names RateMaxKeys 1000", bool(full) and "(RateMaxKeys 1000): new keys are not "
+          "limited until idle ones expire" in full[0], got=full)
+    data = counters(d, "--key", "n0@full.example")
+    check_eq("an uncounted sender holds no counter", data, [])
+    d.terminate()
 
 
 @suite.case
