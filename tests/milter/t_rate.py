@@ -52,6 +52,10 @@ def setup():
                               "--rate", "messages:1/1h:client-ip", "--on-limit", "reject")
     R["zero"] = ag.add_rule("--match", "sender-domain=zero.example",
                             "--rate", "messages:0/1h")
+    R["pfx"] = ag.add_rule("--match", "sender-domain=pfx.example",
+                           "--rate", "messages:2/1h:client-ip/24/48")
+    R["helo"] = ag.add_rule("--match", "sender-domain=helo.example",
+                            "--rate", "messages:1/1h:helo")
     ag.start()
 
 
@@ -67,11 +71,11 @@ def rule(name):
 # helpers
 
 
-def send(d, sender, client, qid=None):
-    """One whole message over a fresh connection from CLIENT; returns the
-    Transaction (t.stage 'mail' and t.final the reply when MAIL FROM is
-    refused)."""
-    c = open_session(d, address=client)
+def send(d, sender, client, qid=None, helo="client.example"):
+    """One whole message over a fresh connection from CLIENT (an IPv6
+    address if it has a ':') saying HELO; returns the Transaction
+    (t.stage 'mail' and t.final the reply when MAIL FROM is refused)."""
+    c = open_session(d, family="6" if ":" in client else "4", address=client, helo=helo)
     h, b = agtest.make_message("rate", sender=sender.strip("<>"))
     t = c.transaction(sender, ["<bob@example.net>"], h, b, queue_id=qid or new_qid())
     c.quit()
@@ -187,6 +191,65 @@ def limit_refuses_the_fourth_message_at_mail():
     e = counter(d, ip_key(rid, "192.0.2.2"))
     if e:
         check_eq("the other address used 1", e.get("used"), 1, detail=e)
+
+
+def prefix_case(d, rid, clients, other, key, what):
+    """CLIENTS[0:2] share KEY (limit 2): both accepted, CLIENTS[2] in the
+    same network refused with the key in the text and the log; OTHER,
+    outside it, accepted; the counter shows used 2."""
+    for ip in clients[:2]:
+        t = send(d, "<a@pfx.example>", ip)
+        check("%s: %s accepted" % (what, ip), t.accepted, got=t)
+    mark = d.log_mark()
+    t = send(d, "<a@pfx.example>", clients[2])
+    r = t.final
+    check("%s: %s (same network) gets 451 4.7.1 at MAIL FROM" % (what, clients[2]),
+          t.stage == "mail" and is_rate_451(r), expected="replycode 451 4.7.1", got=t)
+    check_match("%s: the text names the network" % what,
+                r"^Rate limit reached: 2 messages per 1h for client-ip %s, try again in "
+                r"\d+ seconds$" % re.escape(key.split("=", 1)[1]), r.text if r else "")
+    check_decision(d, "NOQUEUE", "tempfail", rule=rid, reason="rate", since=mark,
+                   what="%s: log line" % what, extra={"rate_limit": key})
+    t = send(d, "<a@pfx.example>", other)
+    check("%s: %s (another network) accepted" % (what, other), t.accepted, got=t)
+    check_used(d, key, 2, 2, what)
+
+
+@suite.case
+def client_ip_prefixes_aggregate_v4_and_v6():
+    d, rid = ag(), rule("pfx")
+    prefix_case(d, rid, ("192.0.2.1", "192.0.2.2", "192.0.2.3"), "192.0.3.1",
+                "%s.1:client-ip=192.0.2.0/24" % rid, "IPv4 /24")
+    prefix_case(d, rid, ("2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:ffff::9"),
+                "2001:db8:2::1", "%s.1:client-ip=2001:db8:1::/48" % rid, "IPv6 /48")
+    e = counter(d, "%s.1:client-ip=192.0.3.0/24" % rid)
+    check("the other IPv4 network has its own counter, used 1",
+          e is not None and e.get("used") == 1, got=e)
+    e = counter(d, "%s.1:client-ip=2001:db8:2::/48" % rid)
+    check("the other IPv6 network has its own counter, used 1",
+          e is not None and e.get("used") == 1, got=e)
+
+
+@suite.case
+def helo_key_counts_per_helo_name():
+    d, rid, ip = ag(), rule("helo"), "198.51.100.50"
+    key = "%s.1:helo=mx1.helo.example" % rid
+    t = send(d, "<a@helo.example>", ip, helo="mx1.helo.example")
+    check("HELO mx1: first message accepted", t.accepted, got=t)
+    mark = d.log_mark()
+    t = send(d, "<b@helo.example>", "198.51.100.51", helo="mx1.helo.example")
+    r = t.final
+    check("HELO mx1 again (another client and sender): 451 4.7.1 at MAIL FROM",
+          t.stage == "mail" and is_rate_451(r), expected="replycode 451 4.7.1", got=t)
+    check_match("the text names the HELO",
+                r"^Rate limit reached: 1 messages? per 1h for helo mx1\.helo\.example, ",
+                r.text if r else "")
+    check_decision(d, "NOQUEUE", "tempfail", rule=rid, reason="rate", since=mark,
+                   extra={"rate_limit": key})
+    t = send(d, "<a@helo.example>", ip, helo="mx2.helo.example")
+    check("HELO mx2 (same client and sender): accepted", t.accepted, got=t)
+    check_used(d, key, 1, 1, "helo mx1")
+    check_used(d, "%s.1:helo=mx2.helo.example" % rid, 1, 1, "helo mx2")
 
 
 @suite.case
