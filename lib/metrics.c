@@ -69,6 +69,7 @@ static struct {
 	uint64_t dns_buckets[NBUCKETS + 1];	/* not cumulative; +Inf last */
 	uint64_t dns_sum_us;
 	uint64_t store_errors, redis_errors, redis_local;
+	uint64_t rate_table_full;
 	int64_t connections;
 	uint64_t in_flight;
 	uint64_t reloads[AG_MET_NRELOAD];
@@ -212,6 +213,12 @@ ag_metrics_redis_error(bool local)
 	if (local) {
 		add1(&mt.redis_local);
 	}
+}
+
+void
+ag_metrics_rate_table_full(void)
+{
+	add1(&mt.rate_table_full);
 }
 
 void
@@ -446,6 +453,9 @@ ag_metrics_write(FILE *fp)
 	single(fp, "authgate_redis_local_fallbacks_total", "counter",
 	    "Rate decisions counted locally because Redis failed.",
 	    get(&mt.redis_local));
+	single(fp, "authgate_rate_table_full_total", "counter",
+	    "New rate keys admitted uncounted: the local table was full "
+	    "(RateMaxKeys).", get(&mt.rate_table_full));
 	single(fp, "authgate_connections", "gauge",
 	    "MTA connections open.", conns > 0 ? (unsigned long long)conns : 0);
 	single(fp, "authgate_messages_in_flight", "gauge",

@@ -87,6 +87,9 @@ void ag_metrics_store_error(void);
 /* A Redis call failed; LOCAL: the decision was counted locally instead. */
 void ag_metrics_redis_error(bool local);
 
+/* A new rate key admitted uncounted: the local table was full. */
+void ag_metrics_rate_table_full(void);
+
 /* MTA connections open: +1 at connect, -1 at close. */
 void ag_metrics_connection(int delta);
 

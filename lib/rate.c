@@ -9,7 +9,10 @@
  *
  * An outage is one state, flipped with an atomic exchange, so that the
  * first failure logs "unavailable" and the first success after it logs
- * "back", however many threads see it.
+ * "back", however many threads see it.  A full local table is an episode
+ * the same way: the first key that finds no room logs "full", and the
+ * watcher (ag_rater_expire) logs "room again" once keys fit; so at most
+ * one line each per watcher pass, never one per message.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,6 +41,10 @@ struct ag_rater {
 	_Atomic uint64_t down_since;	/* ms */
 	uint64_t (*clock)(void *);
 	void *clock_arg;
+	size_t max_keys;		/* of the local table */
+	_Atomic bool full;		/* the local table had no room */
+	_Atomic uint64_t full_since;	/* ms */
+	_Atomic uint64_t full_keys;	/* keys admitted uncounted since */
 };
 
 static uint64_t
@@ -78,6 +85,7 @@ ag_rater_new(size_t max_keys, struct ag_rater **out)
 		return AG_NOMEM;
 	}
 	r->clock = wall_ms;
+	r->max_keys = max_keys;
 	*out = r;
 	return AG_OK;
 }
@@ -166,6 +174,42 @@ backend_down(struct ag_rater *r, const char *why)
 	}
 }
 
+/* A new key found the local table full: counted, and logged once. */
+static void
+table_full(struct ag_rater *r)
+{
+	ag_metrics_rate_table_full();
+	atomic_fetch_add_explicit(&r->full_keys, 1, memory_order_relaxed);
+	if (!atomic_load_explicit(&r->full, memory_order_relaxed) &&
+	    !atomic_exchange(&r->full, true)) {
+		atomic_store(&r->full_since, now_ms(r));
+		ag_log_warning("rate limits: the table of counters is full "
+		    "(RateMaxKeys %zu): new keys are not limited until idle "
+		    "ones expire", r->max_keys);
+	}
+}
+
+/* The watcher: end a full episode once the table has room again. */
+static void
+table_room(struct ag_rater *r)
+{
+	struct ag_rate_stats rs;
+	uint64_t now, since;
+
+	if (!atomic_load_explicit(&r->full, memory_order_relaxed)) {
+		return;
+	}
+	ag_rate_table_stats(r->local, &rs);
+	if (rs.keys < r->max_keys && atomic_exchange(&r->full, false)) {
+		now = now_ms(r);
+		since = atomic_load(&r->full_since);
+		ag_log_notice("rate limits: the table of counters has room "
+		    "again after %llu s; %llu new keys were not limited",
+		    (unsigned long long)(now > since ? (now - since) / 1000 : 0),
+		    (unsigned long long)atomic_exchange(&r->full_keys, 0));
+	}
+}
+
 ag_status
 ag_rater_take(struct ag_rater *r, const char *key, size_t keylen,
     const struct ag_rate_limit *lim, uint64_t cost,
@@ -202,7 +246,9 @@ ag_rater_take(struct ag_rater *r, const char *key, size_t keylen,
 	}
 	pthread_rwlock_unlock(&r->lock);
 	st = ag_rate_take(r->local, key, keylen, lim, cost, now_ms(r), out);
-	if (st == AG_OK) {
+	if (st == AG_OK && out->uncounted) {
+		table_full(r);
+	} else if (st == AG_OK) {
 		*where = AG_RW_LOCAL;
 	}
 	return st;
@@ -236,6 +282,7 @@ void
 ag_rater_expire(struct ag_rater *r)
 {
 	(void)ag_rate_expire(r->local, now_ms(r));
+	table_room(r);
 }
 
 /* ---- checkpoint -------------------------------------------------------- */

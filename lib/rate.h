@@ -58,7 +58,10 @@ void ag_rater_set_clock(struct ag_rater *r, uint64_t (*now_ms)(void *),
 
 /*
  * Take COST units for KEY under LIM.  AG_OK: the decision is in OUT and
- * *WHERE says where it was counted (AG_RW_NONE: allowed uncounted).
+ * *WHERE says where it was counted (AG_RW_NONE: allowed uncounted, as
+ * On-RateBackendError accept, or a new key when the local table is full:
+ * that is counted in authgate_rate_table_full_total and logged once until
+ * ag_rater_expire() finds room again).
  * AG_TEMPFAIL: Redis failed and On-RateBackendError is tempfail (an
  * outage is logged once when it starts and once when it ends).
  * AG_INVALID: key too long or a bad limit; AG_NOMEM.
@@ -84,7 +87,8 @@ ag_status ag_rater_checkpoint(struct ag_rater *r, struct ag_store *s,
  * keep their own. */
 void ag_rater_owner(const struct ag_config *cfg, char *buf, size_t bufsz);
 
-/* Drop idle local keys (the watcher calls it now and then). */
+/* Drop idle local keys (the watcher calls it now and then); log the end
+ * of a full table once there is room. */
 void ag_rater_expire(struct ag_rater *r);
 
 /*

@@ -543,6 +543,7 @@ take_new(struct ag_rate_table *t, struct rl_stripe *st, uint64_t h,
 	rc = stripe_add(t, st, h, key, keylen, tat, now, &e);
 	if (rc == AG_NOTFOUND) {
 		st->full++;
+		out->uncounted = true;
 		return AG_OK;
 	}
 	if (rc != AG_OK) {

@@ -52,6 +52,8 @@ struct ag_rate_result {
 				 * AG_RATE_NEVER if COST > limit or limit 0 */
 	uint64_t remaining;	/* units that would still pass now */
 	uint64_t reset_ms;	/* until the key is fresh again (full burst) */
+	bool uncounted;		/* allowed for lack of room (table full): the
+				 * key was not kept, nothing to give back */
 };
 
 /*
@@ -74,7 +76,8 @@ struct ag_rate_table;
 /*
  * A table of at most MAX_KEYS keys; when full, the idle keys (fresh again
  * at NOW) are dropped first, and a take that finds no room is allowed
- * and counted (ag_rate_table_stats) rather than refused.  AG_INVALID for
+ * (with uncounted set in its result) and counted (ag_rate_table_stats)
+ * rather than refused.  AG_INVALID for
  * MAX_KEYS 0, AG_TEMPFAIL if getrandom() fails.
  */
 ag_status ag_rate_table_new(size_t max_keys, struct ag_rate_table **out);

@@ -258,7 +258,7 @@ take_one(struct ag_conn *c, const struct ag_rule *r, size_t idx,
 	}
 	if (st != AG_OK) {
 		ag_log_err("rate limit %s: %s", key, ag_status_str(st));
-		return true;	/* no room for the key: admitted, logged */
+		return true;	/* no memory for the key: admitted, logged */
 	}
 	if (!res.allowed) {
 		refusal(v, r, sp, key, cost, &res);

@@ -30,6 +30,7 @@ INTEGRATION_TESTS_LIST = \
 	tests/milter/t_offline.py \
 	tests/milter/t_config.py \
 	tests/milter/t_rate.py \
+	tests/milter/t_rate_layers.py \
 	tests/milter/t_dmarc_report.py \
 	tests/milter/t_report.py \
 	tests/milter/t_keytool.py \

@@ -6,6 +6,7 @@ one smtp-sink.
   - one global limit shared by both instances: exactly LIMIT accepted in
     total, the Redis key with its TTL, counters list (backend redis) on
     either instance;
+  - authgatectl counters reset on A deletes the Redis key; B accepts again;
   - Redis stopped mid-run: instance A (On-RateBackendError local) goes on
     deciding with local counters, B (tempfail) answers 451 4.3.0; each
     message fails fast; one "unavailable" line per outage; Redis back on
@@ -269,6 +270,41 @@ def counters_list_on_either_instance_shows_redis():
     check("counters list (text) on %s: the key with backend redis" % S["b"].name,
           r.returncode == 0 and re.search(r"^%s\s+redis\s" % re.escape(key), r.stdout, re.M),
           agtest.fmt_run(r))
+
+
+@suite.case
+def counters_reset_on_one_instance_frees_both():
+    """authgatectl counters reset through A deletes the key in Redis, so
+    the next message through B is accepted."""
+    rd, a = S["redis"], S["a"]
+    rid = S["rules"]["global"]
+    key = "%s.1:sender-domain=cluster.example" % rid
+    rkey = "authgate:" + key
+    tok, stage, rep, dt = send("b", "before-reset@cluster.example", label="pre-reset")
+    check("before the reset: B refuses (the shared limit is spent): 451 4.7.1",
+          stage == "mail" and rep.startswith("451 4.7.1"), got=rep)
+    check("before the reset: Redis has %s" % rkey, rd.cli("EXISTS", rkey).stdout.strip() == "1",
+          rd.cli("KEYS", "authgate:*").stdout)
+    mark = a.log_mark()
+    r = a.ctl("counters", "reset", "sender-domain=cluster.example")
+    check("counters reset sender-domain=cluster.example on A: exit 0", r.returncode == 0,
+          agtest.fmt_run(r))
+    check_eq("it prints '1 counters reset'", (r.stdout or "").strip(), "1 counters reset",
+             detail=agtest.fmt_run(r))
+    check("A logs the reset", a.wait_log(r"rate: 1 counters matching "
+                                         r"'sender-domain=cluster\.example' reset", 5,
+                                         since=mark), got=a.log_lines()[mark:])
+    r = rd.cli("EXISTS", rkey)
+    check_eq("redis-cli EXISTS %s: 0 after the reset" % rkey, r.stdout.strip(), "0",
+             detail=agtest.fmt_run(r) + "\nkeys: " + rd.cli("KEYS", "authgate:*").stdout)
+    tok, stage, rep, dt = send("b", "after-reset@cluster.example", label="post-reset")
+    check("the next message through B is accepted", accepted(stage, rep), got=rep)
+    data = counters_json(S["b"], "--key", key)
+    if data is not None:
+        check("B: the counter is back in Redis with used 1",
+              [(e.get("backend"), e.get("used")) for e in data if e.get("key") == key] ==
+              [("redis", 1)], got=data)
+    check_alive("after the reset")
 
 
 @suite.case

@@ -3,7 +3,8 @@
 451 4.7.1, quota given back by aborted and rejected messages, counters
 kept across a graceful restart, a crash (checkpoint) and a SIGHUP,
 authgatectl counters list/reset (and without a daemon), tag-only and
-dry-run limits, and bad --rate values.
+dry-run limits, bad --rate values, and a full table (RateMaxKeys):
+admitted, counted in the metric, logged once.
 
 No case waits for a rate window: every window is an hour or more, so a
 counter only moves when a message is taken or given back.  The one wait
@@ -51,6 +52,10 @@ def setup():
                               "--rate", "messages:1/1h:client-ip", "--on-limit", "reject")
     R["zero"] = ag.add_rule("--match", "sender-domain=zero.example",
                             "--rate", "messages:0/1h")
+    R["pfx"] = ag.add_rule("--match", "sender-domain=pfx.example",
+                           "--rate", "messages:2/1h:client-ip/24/48")
+    R["helo"] = ag.add_rule("--match", "sender-domain=helo.example",
+                            "--rate", "messages:1/1h:helo")
     ag.start()
 
 
@@ -66,11 +71,11 @@ def rule(name):
 # helpers
 
 
-def send(d, sender, client, qid=None):
-    """One whole message over a fresh connection from CLIENT; returns the
-    Transaction (t.stage 'mail' and t.final the reply when MAIL FROM is
-    refused)."""
-    c = open_session(d, address=client)
+def send(d, sender, client, qid=None, helo="client.example"):
+    """One whole message over a fresh connection from CLIENT (an IPv6
+    address if it has a ':') saying HELO; returns the Transaction
+    (t.stage 'mail' and t.final the reply when MAIL FROM is refused)."""
+    c = open_session(d, family="6" if ":" in client else "4", address=client, helo=helo)
     h, b = agtest.make_message("rate", sender=sender.strip("<>"))
     t = c.transaction(sender, ["<bob@example.net>"], h, b, queue_id=qid or new_qid())
     c.quit()
@@ -186,6 +191,65 @@ def limit_refuses_the_fourth_message_at_mail():
     e = counter(d, ip_key(rid, "192.0.2.2"))
     if e:
         check_eq("the other address used 1", e.get("used"), 1, detail=e)
+
+
+def prefix_case(d, rid, clients, other, key, what):
+    """CLIENTS[0:2] share KEY (limit 2): both accepted, CLIENTS[2] in the
+    same network refused with the key in the text and the log; OTHER,
+    outside it, accepted; the counter shows used 2."""
+    for ip in clients[:2]:
+        t = send(d, "<a@pfx.example>", ip)
+        check("%s: %s accepted" % (what, ip), t.accepted, got=t)
+    mark = d.log_mark()
+    t = send(d, "<a@pfx.example>", clients[2])
+    r = t.final
+    check("%s: %s (same network) gets 451 4.7.1 at MAIL FROM" % (what, clients[2]),
+          t.stage == "mail" and is_rate_451(r), expected="replycode 451 4.7.1", got=t)
+    check_match("%s: the text names the network" % what,
+                r"^Rate limit reached: 2 messages per 1h for client-ip %s, try again in "
+                r"\d+ seconds$" % re.escape(key.split("=", 1)[1]), r.text if r else "")
+    check_decision(d, "NOQUEUE", "tempfail", rule=rid, reason="rate", since=mark,
+                   what="%s: log line" % what, extra={"rate_limit": key})
+    t = send(d, "<a@pfx.example>", other)
+    check("%s: %s (another network) accepted" % (what, other), t.accepted, got=t)
+    check_used(d, key, 2, 2, what)
+
+
+@suite.case
+def client_ip_prefixes_aggregate_v4_and_v6():
+    d, rid = ag(), rule("pfx")
+    prefix_case(d, rid, ("192.0.2.1", "192.0.2.2", "192.0.2.3"), "192.0.3.1",
+                "%s.1:client-ip=192.0.2.0/24" % rid, "IPv4 /24")
+    prefix_case(d, rid, ("2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:ffff::9"),
+                "2001:db8:2::1", "%s.1:client-ip=2001:db8:1::/48" % rid, "IPv6 /48")
+    e = counter(d, "%s.1:client-ip=192.0.3.0/24" % rid)
+    check("the other IPv4 network has its own counter, used 1",
+          e is not None and e.get("used") == 1, got=e)
+    e = counter(d, "%s.1:client-ip=2001:db8:2::/48" % rid)
+    check("the other IPv6 network has its own counter, used 1",
+          e is not None and e.get("used") == 1, got=e)
+
+
+@suite.case
+def helo_key_counts_per_helo_name():
+    d, rid, ip = ag(), rule("helo"), "198.51.100.50"
+    key = "%s.1:helo=mx1.helo.example" % rid
+    t = send(d, "<a@helo.example>", ip, helo="mx1.helo.example")
+    check("HELO mx1: first message accepted", t.accepted, got=t)
+    mark = d.log_mark()
+    t = send(d, "<b@helo.example>", "198.51.100.51", helo="mx1.helo.example")
+    r = t.final
+    check("HELO mx1 again (another client and sender): 451 4.7.1 at MAIL FROM",
+          t.stage == "mail" and is_rate_451(r), expected="replycode 451 4.7.1", got=t)
+    check_match("the text names the HELO",
+                r"^Rate limit reached: 1 messages? per 1h for helo mx1\.helo\.example, ",
+                r.text if r else "")
+    check_decision(d, "NOQUEUE", "tempfail", rule=rid, reason="rate", since=mark,
+                   extra={"rate_limit": key})
+    t = send(d, "<a@helo.example>", ip, helo="mx2.helo.example")
+    check("HELO mx2 (same client and sender): accepted", t.accepted, got=t)
+    check_used(d, key, 1, 1, "helo mx1")
+    check_used(d, "%s.1:helo=mx2.helo.example" % rid, 1, 1, "helo mx2")
 
 
 @suite.case
@@ -536,6 +600,51 @@ def bad_rate_values_refused():
     r = d.ctl("rule", "show", rule("zero"), "--json")
     check("rule show --json: messages:0/1h kept as it is",
           r.returncode == 0 and '"messages:0/1h"' in (r.stdout or ""), agtest.fmt_run(r))
+
+
+def scrape(port, name):
+    """The value of the metric NAME (no labels) at 127.0.0.1:PORT, or None."""
+    data = agtest.exchange("127.0.0.1", port, b"GET /metrics HTTP/1.0\r\n\r\n", 10.0)
+    m = re.search(r"^%s (\d+)$" % re.escape(name), data.decode("latin-1"), re.M)
+    return int(m.group(1)) if m else None
+
+
+@suite.case
+def a_full_table_admits_new_keys_logged_once():
+    """RateMaxKeys 1000 (the least): 1000 senders hold a live counter
+    each; 30 more are admitted uncounted, counted in the metric, with one
+    log line for all of them; a held sender is still limited."""
+    mport = agtest.free_port()
+    d = agtest.Authgate(agtest.tmpdir("full"), name="authgate-full", conf={
+        "RateMaxKeys": "1000", "RateCheckpointInterval": "3600",
+        "MetricsListen": "127.0.0.1:%d" % mport})
+    r = d.ctl("init")
+    check("authgatectl init", r.returncode == 0, agtest.fmt_run(r), fatal=True)
+    d.add_rule("--match", "sender-domain=full.example", "--rate", "messages:1/1h:sender")
+    d.start()
+    h, b = agtest.make_message("full", sender="s@full.example")
+    c = open_session(d, address="192.0.2.70")
+    ok = sum(c.transaction("<s%d@full.example>" % i, ["<bob@example.net>"], h, b,
+                           queue_id=new_qid()).accepted for i in range(1000))
+    check_eq("1000 senders: all accepted", ok, 1000)
+    data = counters(d)
+    check_eq("1000 counters held", len(data) if data is not None else None, 1000)
+    check_eq("authgate_rate_table_full_total 0 before", scrape(mport, "authgate_rate_table_full_total"), 0)
+    mark = d.log_mark()
+    ok = sum(c.transaction("<n%d@full.example>" % i, ["<bob@example.net>"], h, b,
+                           queue_id=new_qid()).accepted for i in range(30))
+    check_eq("30 new senders with the table full: all accepted", ok, 30)
+    t = c.transaction("<s7@full.example>", ["<bob@example.net>"], h, b, queue_id=new_qid())
+    check("a sender with a counter is still limited: 451 4.7.1", is_rate_451(t.final), got=t)
+    c.quit()
+    check_eq("authgate_rate_table_full_total 30", scrape(mport, "authgate_rate_table_full_total"), 30)
+    full = [ln for ln in d.log_lines()[mark:] if "table of counters is full" in ln]
+    check_eq("one log line for the 30", len(full), 1, detail=d.log_lines()[mark:])
+    check("it names RateMaxKeys 1000", bool(full) and "(RateMaxKeys 1000): new keys are not "
+          "limited until idle ones expire" in full[0], got=full)
+    data = counters(d, "--key", "n0@full.example")
+    check_eq("an uncounted sender holds no counter", data, [])
+    d.terminate()
 
 
 @suite.case

@@ -282,11 +282,14 @@ test_format_empty(void **state)
 	check_value("empty", t, "authgate_dns_query_duration_seconds_count", 0);
 	check_value("empty", t, "authgate_reloads_total{what=\"config\"}", 0);
 	check_value("empty", t, "authgate_connections", 0);
+	check_value("empty", t, "authgate_rate_table_full_total", 0);
 	if (value_of(t, "authgate_start_time_seconds") < 1.6e9) {
 		fail_msg("start time not set: %s", t);
 	}
 	if (strstr(t, "# TYPE authgate_dns_query_duration_seconds histogram\n") ==
 	    NULL || strstr(t, "# TYPE authgate_connections gauge\n") == NULL ||
+	    strstr(t, "# TYPE authgate_rate_table_full_total counter\n") ==
+	    NULL ||
 	    strstr(t, "# HELP authgate_messages_total ") == NULL) {
 		fail_msg("HELP or TYPE lines missing:\n%s", t);
 	}
@@ -322,6 +325,9 @@ test_counts(void **state)
 	ag_metrics_store_error();
 	ag_metrics_redis_error(true);
 	ag_metrics_redis_error(false);
+	ag_metrics_rate_table_full();
+	ag_metrics_rate_table_full();
+	ag_metrics_rate_table_full();
 	ag_metrics_connection(1);
 	ag_metrics_connection(1);
 	ag_metrics_connection(-1);
@@ -355,6 +361,7 @@ test_counts(void **state)
 	check_value("counts", t, "authgate_store_errors_total", 1);
 	check_value("counts", t, "authgate_redis_errors_total", 2);
 	check_value("counts", t, "authgate_redis_local_fallbacks_total", 1);
+	check_value("counts", t, "authgate_rate_table_full_total", 3);
 	check_value("counts", t, "authgate_connections", 1);
 	check_value("counts", t, "authgate_messages_in_flight", 7);
 	check_value("counts", t, "authgate_reloads_total{what=\"config\"}", 1);

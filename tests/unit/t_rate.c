@@ -1,6 +1,7 @@
 /*
  * t_rate.c - the daemon's rate engine (lib/rate.c) with an injected
- * clock: local decisions and release, 200 threads on one counter, the
+ * clock: local decisions and release, 200 threads on one counter, a full
+ * table (admitted, counted in the metric, logged once per episode), the
  * fallbacks when Redis cannot be reached (logged once per outage), the
  * counters listing (text and JSON, filters, counters of deleted rules),
  * reset, and the checkpoint through a real SQLite store.
@@ -21,6 +22,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "rate.h"
 #include "store.h"
 
@@ -247,6 +249,113 @@ test_fallback(void **state)
 	(void)cases[0].says;
 }
 
+/* ---- a full local table ------------------------------------------------ */
+
+struct fill {
+	struct ag_rater *r;
+	int from, to;		/* keys N.1:pool for N in [from, to) */
+	int allowed, uncounted;	/* how many were allowed, and uncounted */
+};
+
+static void
+fill_keys(void *arg)
+{
+	struct fill *f = arg;
+	char key[32];
+	enum ag_rate_where w;
+
+	for (int i = f->from; i < f->to; i++) {
+		snprintf(key, sizeof(key), "%d.1:pool", i);
+		if (take(f->r, key, 1, 1, &w)) {
+			f->allowed++;
+			f->uncounted += w == AG_RW_NONE;
+		}
+	}
+}
+
+static void
+expire(void *arg)
+{
+	ag_rater_expire(arg);
+}
+
+/* authgate_rate_table_full_total as rendered now. */
+static double
+table_full_metric(void)
+{
+	const char *name = "\nauthgate_rate_table_full_total ";
+	size_t len;
+	char *t = ag_metrics_text(&len), *p;
+	double v;
+
+	assert_non_null(t);
+	p = strstr(t, name);
+	if (p == NULL) {
+		fail_msg("no authgate_rate_table_full_total in:\n%s", t);
+	}
+	v = strtod(p + strlen(name), NULL);
+	free(t);
+	return v;
+}
+
+/*
+ * 1000 live keys fill a table of 1000; the 1001st and 499 more are
+ * admitted uncounted, each in the metric, with one log line for all; the
+ * keys held are still limited.  Once they expire the watcher logs "room
+ * again" once, a new key is counted, and the next full episode is logged
+ * again.
+ */
+static void
+test_table_full(void **state)
+{
+	struct ag_rater *r = NULL;
+	struct fill f = { NULL, 0, 1000, 0, 0 };
+
+	(void)state;
+	ag_log_open("t_rate", LOG_LOCAL7, 1);
+	ag_metrics_reset();
+	assert_int_equal(ag_rater_new(1000, &r), AG_OK);
+	ag_rater_set_clock(r, clock_fn, NULL);
+	f.r = r;
+	assert_int_equal(logged(fill_keys, &f, "table of counters"), 0);
+	assert_int_equal(f.allowed, 1000);
+	assert_int_equal(f.uncounted, 0);
+	assert_true(table_full_metric() == 0);
+
+	f = (struct fill){ r, 1000, 1500, 0, 0 };
+	now_ms += 1000;		/* the 1000 keys are still live */
+	if (logged(fill_keys, &f, "rate limits: the table of counters is "
+	    "full (RateMaxKeys 1000): new keys are not limited until idle "
+	    "ones expire") != 1) {
+		fail_msg("a full table is not logged exactly once");
+	}
+	assert_int_equal(f.allowed, 500);
+	assert_int_equal(f.uncounted, 500);
+	if (table_full_metric() != 500) {
+		fail_msg("authgate_rate_table_full_total %f, want 500",
+		    table_full_metric());
+	}
+	/* a held key is still limited; an uncounted one was not kept */
+	assert_false(take(r, "7.1:pool", 1, 1, NULL));
+	assert_true(take(r, "1200.1:pool", 1, 1, NULL));
+	assert_int_equal(logged(expire, r, "room"), 0);	/* all still live */
+
+	now_ms += HOUR_MS;
+	if (logged(expire, r, "rate limits: the table of counters has room "
+	    "again after 3600 s; 501 new keys were not limited") != 1) {
+		fail_msg("room again is not logged once");
+	}
+	assert_int_equal(logged(expire, r, "room"), 0);
+	f = (struct fill){ r, 2000, 3000, 0, 0 };
+	assert_int_equal(logged(fill_keys, &f, "table of counters"), 0);
+	assert_int_equal(f.uncounted, 0);
+	f = (struct fill){ r, 3000, 3010, 0, 0 };
+	assert_int_equal(logged(fill_keys, &f, "is full (RateMaxKeys"), 1);
+	assert_int_equal(f.uncounted, 10);
+	assert_true(table_full_metric() == 511);
+	ag_rater_free(r);
+}
+
 /* ---- listing and reset ----------------------------------------------------- */
 
 /* A policy of rule 7 with two limits; rule 8 does not exist. */
@@ -416,6 +525,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_local),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_table_full),
 		cmocka_unit_test(test_fallback),
 		cmocka_unit_test(test_list_reset),
 		cmocka_unit_test(test_checkpoint),

@@ -302,14 +302,15 @@ test_gcra_scripts(void **state)
 			if (s->op != TAKE) {
 				break;
 			}
-			want = (struct ag_rate_result){ s->allowed, s->retry,
-				s->remaining, s->reset };
+			want = (struct ag_rate_result){ .allowed = s->allowed,
+				.retry_ms = s->retry, .remaining = s->remaining,
+				.reset_ms = s->reset };
 			ag_gcra(&tat, &scripts[i].lim, s->cost, s->now, &r);
 			check_result(label, &r, &want);
 			if (ag_rate_take(t, &i, sizeof(i), &scripts[i].lim,
 			    s->cost, s->now, &r) == AG_INVALID) {
-				r = (struct ag_rate_result){ false, NEVER, 0,
-					0 };
+				r = (struct ag_rate_result){ .allowed = false,
+					.retry_ms = NEVER };
 			}
 			strncat(label, " (table)", sizeof(label) -
 			    strlen(label) - 1);
@@ -317,7 +318,7 @@ test_gcra_scripts(void **state)
 		}
 	}
 	ag_gcra(&tat, NULL, 1, 0, &r);
-	want = (struct ag_rate_result){ false, NEVER, 0, 0 };
+	want = (struct ag_rate_result){ .allowed = false, .retry_ms = NEVER };
 	check_result("NULL limit", &r, &want);
 	ag_rate_table_free(t);
 }

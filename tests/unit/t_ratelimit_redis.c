@@ -6,7 +6,7 @@
  * gives hostile answers.  Cases: URL parsing and masking; bursts of
  * exactly LIMIT (limits that divide the window and limits that do not),
  * retry_ms, remaining and reset_ms; cost 0; decisions made without a
- * round trip; release; byte-sized costs; binary and longest keys;
+ * round trip; one round trip (EVALSHA) per decision; release; byte-sized costs; binary and longest keys;
  * foreach over several SCAN batches; reset; 200 threads on one key, each
  * on its own connection; a handle freed while its threads exit; TTLs;
  * SCRIPT FLUSH; a connection the server closed; unix sockets and
@@ -749,6 +749,113 @@ test_no_round_trip(void **state)
 	}
 	check_status("no ERR buffer", ag_redis_take(h, "k", 1, &ok, 1, &r,
 	    NULL, 0), AG_TEMPFAIL, "");
+	ag_redis_free(h);
+}
+
+/* Calls of each command in S's INFO commandstats. */
+struct cmdstats {
+	size_t n;
+	char name[64][40];
+	long long calls[64];
+};
+
+/* Read S's INFO commandstats into OUT. */
+static void
+cmdstats(const struct server *s, struct cmdstats *out)
+{
+	redisReply *rep = admin(s, 0, "INFO commandstats");
+	const char *p, *colon;
+	size_t len;
+
+	memset(out, 0, sizeof(*out));
+	if (rep->type != REDIS_REPLY_STRING) {
+		freeReplyObject(rep);
+		fail_msg("INFO commandstats: not a string");
+	}
+	for (p = rep->str; (p = strstr(p, "cmdstat_")) != NULL &&
+	    out->n < NELEM(out->name); p = colon) {
+		p += strlen("cmdstat_");
+		colon = strstr(p, ":calls=");
+		if (colon == NULL) {
+			break;
+		}
+		len = (size_t)(colon - p);
+		snprintf(out->name[out->n], sizeof(out->name[0]), "%.*s",
+		    (int)len, p);
+		out->calls[out->n++] = strtoll(colon + strlen(":calls="), NULL,
+		    10);
+	}
+	freeReplyObject(rep);
+}
+
+/* Calls of CMD in ST (0 if it never ran). */
+static long long
+cmd_calls(const struct cmdstats *st, const char *cmd)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		if (strcmp(st->name[i], cmd) == 0) {
+			return st->calls[i];
+		}
+	}
+	return 0;
+}
+
+/*
+ * One round trip per decision: after the connection is made, N takes
+ * (allowed and refused) and M releases are exactly N + M EVALSHA calls.
+ * Commands a script runs count in commandstats too: the script calls
+ * TIME and GET once a run (so exactly N + M each: no GET of our own
+ * beside it), SET or DEL at most once; nothing else runs but what the
+ * admin connection that reads the statistics sends (SELECT, INFO).
+ */
+static void
+test_round_trips(void **state)
+{
+	enum { N = 40, M = 7 };
+	static const char *const once[] = { "evalsha", "time", "get" };
+	const struct ag_rate_limit lim = { 15, HOUR };	/* some refused */
+	struct cmdstats before, after;
+	struct ag_redis *h;
+	char url[64], err[ERRLEN], key[32];
+	long long grew;
+	size_t i;
+
+	(void)state;
+	h = handle(url_of(url, sizeof(url), &srv_main, ""), 2000);
+	(void)take("warm up: connect and SCRIPT LOAD", h, "rt-0", 4, &lim, 1);
+	cmdstats(&srv_main, &before);
+	for (i = 0; i < N; i++) {
+		snprintf(key, sizeof(key), "rt-%zu", i % 2);
+		(void)take("round trips", h, key, strlen(key), &lim, 1);
+	}
+	for (i = 0; i < M; i++) {
+		check_status("release", ag_redis_release(h, "rt-1", 4, &lim, 1,
+		    err, sizeof(err)), AG_OK, err);
+	}
+	cmdstats(&srv_main, &after);
+	for (i = 0; i < NELEM(once); i++) {
+		check_u64("round trips", once[i],
+		    (uint64_t)(cmd_calls(&after, once[i]) -
+		    cmd_calls(&before, once[i])), N + M);
+	}
+	for (i = 0; i < after.n; i++) {
+		grew = after.calls[i] - cmd_calls(&before, after.name[i]);
+		if (grew == 0 || strcmp(after.name[i], "evalsha") == 0 ||
+		    strcmp(after.name[i], "time") == 0 ||
+		    strcmp(after.name[i], "get") == 0) {
+			continue;
+		}
+		if ((strcmp(after.name[i], "set") == 0 ||
+		    strcmp(after.name[i], "del") == 0) && grew <= N + M) {
+			continue;	/* the script's */
+		}
+		if ((strcmp(after.name[i], "select") == 0 ||
+		    strcmp(after.name[i], "info") == 0) && grew <= 2) {
+			continue;	/* the admin connection's own */
+		}
+		fail_msg("round trips: %s ran %lld times besides EVALSHA",
+		    after.name[i], grew);
+	}
 	ag_redis_free(h);
 }
 
@@ -1837,6 +1944,7 @@ main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_burst),
 		cmocka_unit_test(test_ask),
+		cmocka_unit_test(test_round_trips),
 		cmocka_unit_test(test_release),
 		cmocka_unit_test(test_bytes),
 		cmocka_unit_test(test_keys),
