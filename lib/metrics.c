@@ -283,6 +283,18 @@ family(FILE *fp, const char *name, const char *type, const char *help)
 	fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A counter family with one label: NAMES[i] as LABEL, VALS[i] its count. */
+static void
+counters_by(FILE *fp, const char *name, const char *help, const char *label,
+    const char *const *names, const uint64_t *vals, size_t n)
+{
+	family(fp, name, "counter", help);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(fp, "%s{%s=\"%s\"} %llu\n", name, label, names[i],
+		    (unsigned long long)get(&vals[i]));
+	}
+}
+
 /* The fixed-label families: messages, auth results, DNS errors, reloads. */
 static void
 write_labelled(FILE *fp)
@@ -299,12 +311,9 @@ write_labelled(FILE *fp)
 	size_t i;
 	unsigned r;
 
-	family(fp, "authgate_messages_total", "counter",
-	    "Messages ended, by the action of their log line.");
-	for (i = 0; i < NACTIONS; i++) {
-		fprintf(fp, "authgate_messages_total{action=\"%s\"} %llu\n",
-		    action_names[i], (unsigned long long)get(&mt.messages[i]));
-	}
+	counters_by(fp, "authgate_messages_total",
+	    "Messages ended, by the action of their log line.", "action",
+	    action_names, mt.messages, NACTIONS);
 	family(fp, "authgate_auth_results_total", "counter",
 	    "Authentication results as Authentication-Results writes them "
 	    "(DKIM: one per signature).");
@@ -325,27 +334,17 @@ write_labelled(FILE *fp)
 			    (unsigned long long)get(&mt.auth[i][r]));
 		}
 	}
-	family(fp, "authgate_dns_errors_total", "counter",
-	    "DNS queries that failed, by kind.");
-	for (i = 0; i < AG_MET_DNS_NERR; i++) {
-		fprintf(fp, "authgate_dns_errors_total{kind=\"%s\"} %llu\n",
-		    dns_err_names[i], (unsigned long long)get(&mt.dns_errors[i]));
-	}
-	family(fp, "authgate_reloads_total", "counter",
-	    "Reloads: the config file (SIGHUP) and the rules (database).");
-	for (i = 0; i < AG_MET_NRELOAD; i++) {
-		fprintf(fp, "authgate_reloads_total{what=\"%s\"} %llu\n",
-		    reload_names[i], (unsigned long long)get(&mt.reloads[i]));
-	}
-	family(fp, "authgate_reload_failures_total", "counter",
+	counters_by(fp, "authgate_dns_errors_total",
+	    "DNS queries that failed, by kind.", "kind", dns_err_names,
+	    mt.dns_errors, AG_MET_DNS_NERR);
+	counters_by(fp, "authgate_reloads_total",
+	    "Reloads: the config file (SIGHUP) and the rules (database).",
+	    "what", reload_names, mt.reloads, AG_MET_NRELOAD);
+	counters_by(fp, "authgate_reload_failures_total",
 	    "Reloads that failed, what ran kept: a config file that does not "
 	    "parse; a read of the rules that failed (retried every "
-	    "PolicyCheckInterval while the database is unusable).");
-	for (i = 0; i < AG_MET_NRELOAD; i++) {
-		fprintf(fp, "authgate_reload_failures_total{what=\"%s\"} "
-		    "%llu\n", reload_names[i],
-		    (unsigned long long)get(&mt.reload_failures[i]));
-	}
+	    "PolicyCheckInterval while the database is unusable).", "what",
+	    reload_names, mt.reload_failures, AG_MET_NRELOAD);
 }
 
 /* Order rule slots by id. */
